@@ -1,0 +1,216 @@
+"""The SNU FastMRI Challenge train/val layout: file naming, validation and a per-slice dataset.
+
+Layout (DESIGN 4)::
+
+    ROOT/{train,val}/kspace/{brain,knee}_acc{4,8}_{N}.h5   kspace (S, C, H, W) complex, mask (W,) 0/1
+    ROOT/{train,val}/image/<same name>.h5                   image_label (S, h, w) float, attrs["max"] > 0
+
+The k-space in these sets is fully sampled; the dataset applies the file's mask.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, NamedTuple, TypeVar
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .errors import DataFormatError
+from .masks import nominal_acceleration
+
+ORGANS = ("brain", "knee")
+ACCELERATIONS = (4, 8)
+CATEGORIES = tuple(f"{organ}_x{acc}" for organ in ORGANS for acc in ACCELERATIONS)
+_ACC_TOKEN = re.compile(r"acc(\d+)")
+T = TypeVar("T")
+
+
+class VarNetSample(NamedTuple):
+    """One slice, ready for a VarNet. torch's default collate batches it field by field."""
+
+    masked_kspace: torch.Tensor  # (C, H, W, 2) float32: kspace * mask as (re, im)
+    mask: torch.Tensor  # (1, 1, W, 1) bool
+    target: torch.Tensor  # (h, w) float32
+    max_value: float  # SSIM data range of the file
+    category: str  # one of CATEGORIES
+    fname: str  # k-space file name, e.g. "brain_acc4_3.h5"
+    slice_idx: int
+
+
+def category_of(fname: str | Path, mask: np.ndarray, organ_default: str | None = None) -> str:
+    """Category ("brain_x4", ...) of a file from its name, else its mask density / ``organ_default``.
+
+    The name's tokens (split on "_" and "-") give the organ ("brain"/"knee") and acceleration
+    ("acc4"/"acc8"); a name without an acceleration token is classified from ``mask`` by
+    ``masks.nominal_acceleration`` (plain W / sampled would call an equispaced R 8 mask R 4).
+    """
+    name = Path(fname).name
+    tokens = re.split(r"[_\-.]", Path(name).stem.lower())
+    organs = [t for t in tokens if t in ORGANS]
+    accs = [int(m.group(1)) for t in tokens if (m := _ACC_TOKEN.fullmatch(t))]
+    if len(organs) > 1 or len(accs) > 1:
+        raise DataFormatError(f"{name}: file name names more than one organ or acceleration")
+    if organs:
+        organ = organs[0]
+    elif organ_default is not None:
+        organ = organ_default
+    else:
+        raise DataFormatError(
+            f"{name}: file name names no organ ({' or '.join(ORGANS)}) and no organ_default was given"
+        )
+    if accs:
+        acc = accs[0]
+        if acc not in ACCELERATIONS:
+            raise DataFormatError(f"{name}: acceleration acc{acc} is not one of {ACCELERATIONS}")
+    else:
+        try:
+            acc = nominal_acceleration(mask, ACCELERATIONS)
+        except ValueError as exc:
+            raise DataFormatError(f"{name}: cannot infer the acceleration from the mask: {exc}")
+    return f"{organ}_x{acc}"
+
+
+class _FileInfo(NamedTuple):
+    kspace_path: Path
+    image_path: Path
+    num_slices: int
+    mask: np.ndarray  # (W,) float32 0/1
+    max_value: float
+    category: str
+
+
+def _dataset(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
+    item = f.get(key)
+    if not isinstance(item, h5py.Dataset):
+        raise DataFormatError(f"{path}: missing dataset '{key}' (found keys {sorted(f.keys())})")
+    return item
+
+
+def _check_kspace_file(path: Path) -> tuple[int, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        kspace = _dataset(f, "kspace", path)
+        if kspace.ndim != 4 or kspace.dtype.kind != "c":
+            raise DataFormatError(
+                f"{path}: 'kspace' must be complex (slices, coils, H, W), "
+                f"got {kspace.dtype} with shape {kspace.shape}"
+            )
+        if 0 in kspace.shape:
+            raise DataFormatError(f"{path}: 'kspace' is empty, shape {kspace.shape}")
+        mask = _dataset(f, "mask", path)[()]
+    num_slices, width = kspace.shape[0], kspace.shape[-1]
+    mask = np.squeeze(mask)
+    if mask.ndim != 1 or mask.shape[0] != width:
+        raise DataFormatError(
+            f"{path}: 'mask' must have shape ({width},) to match the k-space width, got {mask.shape}"
+        )
+    if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():
+        raise DataFormatError(f"{path}: 'mask' must hold only 0 and 1, got dtype {mask.dtype}")
+    if not mask.any():
+        raise DataFormatError(f"{path}: 'mask' samples no column")
+    return num_slices, mask.astype(np.float32)
+
+
+def _check_image_file(path: Path, num_slices: int) -> float:
+    with h5py.File(path, "r") as f:
+        label = _dataset(f, "image_label", path)
+        if label.ndim != 3 or label.dtype.kind != "f":
+            raise DataFormatError(
+                f"{path}: 'image_label' must be real floating (slices, h, w), "
+                f"got {label.dtype} with shape {label.shape}"
+            )
+        if label.shape[0] != num_slices:
+            raise DataFormatError(
+                f"{path}: 'image_label' has {label.shape[0]} slices, its k-space file has {num_slices}"
+            )
+        if "max" not in f.attrs:
+            raise DataFormatError(f"{path}: missing file attribute 'max' (the SSIM data range)")
+        max_value = np.asarray(f.attrs["max"])
+    if max_value.size != 1 or max_value.dtype.kind not in "iuf":
+        raise DataFormatError(f"{path}: attribute 'max' must be one number, got {max_value!r}")
+    max_value = float(max_value.reshape(()))
+    if not np.isfinite(max_value) or max_value <= 0:
+        raise DataFormatError(f"{path}: attribute 'max' must be finite and > 0, got {max_value}")
+    return max_value
+
+
+def _open_checked(check: Callable[..., T], path: Path, *args: object) -> T:
+    # h5py reports unreadable or truncated files as OSError.
+    try:
+        return check(path, *args)
+    except OSError as exc:
+        raise DataFormatError(f"{path}: not a readable HDF5 file ({exc})") from exc
+
+
+class SNUSliceDataset(Dataset):
+    """All slices of ``root/split`` in the SNU layout, each item a :class:`VarNetSample`.
+
+    Every file is validated on construction (a :class:`DataFormatError` names the first bad file);
+    slices are read lazily, opening the files per item, so the dataset is safe to use from
+    DataLoader worker processes.
+    """
+
+    def __init__(self, root: str | Path, split: str, *, organ_default: str | None = None):
+        if organ_default is not None and organ_default not in ORGANS:
+            raise ValueError(f"organ_default must be one of {ORGANS} or None, got {organ_default!r}")
+        base = Path(root) / split
+        kspace_dir, image_dir = base / "kspace", base / "image"
+        for directory in (kspace_dir, image_dir):
+            if not directory.is_dir():
+                raise DataFormatError(f"{directory}: directory not found (expected the SNU layout)")
+        kspace_paths = sorted(kspace_dir.glob("*.h5"))
+        if not kspace_paths:
+            raise DataFormatError(f"{kspace_dir}: no .h5 files")
+
+        self._infos: list[_FileInfo] = []
+        for kspace_path in kspace_paths:
+            image_path = image_dir / kspace_path.name
+            if not image_path.is_file():
+                raise DataFormatError(f"{kspace_path}: no image pair, expected {image_path}")
+            num_slices, mask = _open_checked(_check_kspace_file, kspace_path)
+            max_value = _open_checked(_check_image_file, image_path, num_slices)
+            category = category_of(kspace_path.name, mask, organ_default)
+            self._infos.append(
+                _FileInfo(kspace_path, image_path, num_slices, mask, max_value, category)
+            )
+        self._index = [
+            (file_idx, slice_idx)
+            for file_idx, info in enumerate(self._infos)
+            for slice_idx in range(info.num_slices)
+        ]
+
+    @property
+    def files(self) -> list[Path]:
+        """The k-space files, in dataset order."""
+        return [info.kspace_path for info in self._infos]
+
+    @property
+    def categories(self) -> list[str]:
+        """The category of every slice, in dataset order."""
+        return [self._infos[file_idx].category for file_idx, _ in self._index]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, i: int) -> VarNetSample:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"slice index {i} out of range for {len(self)} slices")
+        file_idx, slice_idx = self._index[i]
+        info = self._infos[file_idx]
+        with h5py.File(info.kspace_path, "r") as f:
+            kspace = f["kspace"][slice_idx]
+        with h5py.File(info.image_path, "r") as f:
+            target = f["image_label"][slice_idx]
+        masked = (kspace * info.mask).astype(np.complex64)
+        return VarNetSample(
+            masked_kspace=torch.view_as_real(torch.from_numpy(masked)).contiguous(),
+            mask=torch.from_numpy(info.mask.astype(bool)).reshape(1, 1, -1, 1),
+            target=torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
+            max_value=info.max_value,
+            category=info.category,
+            fname=info.kspace_path.name,
+            slice_idx=slice_idx,
+        )
