@@ -1,0 +1,30 @@
+"""Shared fixtures: one tiny demo dataset and one real local Ray instance per test session."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SPACE = ROOT / "search_spaces" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The tiny space's demo data: real h5 files in the SNU layout, generated once per session."""
+    from data.demo import write_demo_dataset
+    from tuner.data_root import demo_spec
+    from tuner.spec import load_spec
+
+    root = tmp_path_factory.mktemp("demo") / "tiny"
+    return write_demo_dataset(root, demo_spec(load_spec(TINY_SPACE).demo))
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    """A real local Ray (2 CPUs, no dashboard), started once: it costs seconds to start."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,
+             logging_level="WARNING")
+    yield ray
+    ray.shutdown()

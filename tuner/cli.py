@@ -1,0 +1,118 @@
+"""Command line: `python -m tuner {search,finalize,demo-data} ...`.
+
+Every user error (bad YAML, bad data, a name already taken, an unusable tracking URI) ends in one
+line on stderr and exit code 2, before Ray or MLflow have written anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from data import DataFormatError
+from tuner.config import ConfigError
+from tuner.errors import FinalizeError, SearchError
+from tuner.spec import SpecError, load_spec
+from tuner.tracking import TrackingError, resolve_tracking_uri
+
+USER_ERRORS: tuple[type[Exception], ...] = (SpecError, ConfigError, DataFormatError, TrackingError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except (*USER_ERRORS, SearchError, FinalizeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; `--resume` continues where it stopped", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tuner", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    search = commands.add_parser("search", help="run a hyperparameter search over a YAML search space")
+    search.add_argument("space", type=Path, help="search-space YAML, e.g. search_spaces/fivarnet.yaml")
+    search.add_argument("--data", type=Path, help="SNU-layout data root (default: the YAML's data.root, else demo data)")
+    search.add_argument("--name", help="search name (default: <space name>-<date>-<time>)")
+    search.add_argument("--num-samples", type=int, help="number of trials (overrides search.num_samples)")
+    search.add_argument("--max-epochs", type=int, help="epochs per trial (overrides asha.max_epochs)")
+    search.add_argument("--seed", type=int, help="TPE seed (overrides search.seed)")
+    search.add_argument("--storage", type=Path, default=Path("tuner_runs"), help="results folder (default ./tuner_runs)")
+    search.add_argument("--tracking-uri", help="MLflow store or server (default $MLFLOW_TRACKING_URI, "
+                                                "else sqlite:///<cwd>/mlflow.db)")
+    search.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else a local Ray)")
+    search.add_argument("--resume", action="store_true", help="continue the interrupted search --name")
+    search.set_defaults(command=_search)
+
+    final = commands.add_parser("finalize", help="train the best configuration of a search to the end and register it")
+    final.add_argument("--search", help="search name (default: the latest finished search in --storage)")
+    final.add_argument("--epochs", type=int, help="epochs (default: the YAML's finalize.epochs, 50 unless set)")
+    final.add_argument("--storage", type=Path, default=Path("tuner_runs"), help="results folder (default ./tuner_runs)")
+    final.add_argument("--registered-name", help="MLflow registered model name (default varnet-tuner-<space name>)")
+    final.add_argument("--resume", action="store_true", help="continue an interrupted finalize")
+    final.set_defaults(command=_finalize)
+
+    demo = commands.add_parser("demo-data", help="write the simulated demo dataset in the SNU challenge layout")
+    demo.add_argument("--out", type=Path, required=True, help="new directory to write")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(command=_demo_data)
+    return parser
+
+
+def _search(args: argparse.Namespace) -> int:
+    spec = load_spec(args.space).replace(
+        num_samples=args.num_samples, seed=args.seed, max_epochs=args.max_epochs, data_root=args.data)
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    # Ray is imported only once the space and the store are known to be good.
+    from tuner.data_root import check_data_root, demo_spec, ensure_demo_data
+    from tuner.search import SearchOptions, run_search
+
+    data_root = spec.data_root
+    if data_root is None:
+        try:
+            data_root, seconds = ensure_demo_data(demo_spec(spec.demo))
+        except ValueError as exc:
+            raise SpecError(f"{args.space}: {exc}") from None
+        how = "cached" if seconds is None else f"generated in {seconds:.1f} s"
+        print(f"demo data ({how}): {data_root}")
+    train_slices, val_slices = check_data_root(data_root)
+    print(f"data: {data_root} ({train_slices} training slices, {val_slices} validation slices)")
+    if args.resume and not args.name:
+        raise SpecError("--resume: name the search to continue with --name")
+    name = args.name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    options = SearchOptions(name=name, storage=args.storage.resolve(), data_root=data_root.resolve(),
+                            tracking_uri=tracking_uri, address=args.address or os.environ.get("RAY_ADDRESS"),
+                            resume=args.resume)
+    record = run_search(spec, options)
+    return 0 if record.best is not None else 1
+
+
+def _finalize(args: argparse.Namespace) -> int:
+    from tuner.finalize import FinalizeOptions, finalize
+
+    if args.epochs is not None and args.epochs < 1:
+        raise SpecError(f"--epochs: expected a positive integer, got {args.epochs}")
+    finalize(FinalizeOptions(storage=args.storage.resolve(), search=args.search, epochs=args.epochs,
+                             resume=args.resume, registered_name=args.registered_name))
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from data.demo import DemoSpec, write_demo_dataset
+
+    start = time.perf_counter()
+    try:
+        root = write_demo_dataset(args.out, DemoSpec(seed=args.seed))
+    except FileExistsError as exc:
+        raise DataFormatError(str(exc)) from None
+    print(f"wrote demo dataset to {root} in {time.perf_counter() - start:.1f} s")
+    return 0

@@ -1,0 +1,74 @@
+"""The on-disk record of a search (`<storage>/<name>/search.json`): what finalize and users read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrialSummary:
+    """How one trial ended: its status, epochs trained, last validation SSIM and full flat config."""
+
+    name: str
+    trial_id: str
+    status: str
+    epochs: int
+    val_ssim: float | None
+    config: dict[str, Any]
+
+
+@dataclass
+class SearchRecord:
+    """Everything needed to find a search's data, store, runs and winner again."""
+
+    name: str
+    space: str
+    space_name: str
+    model: str
+    data_root: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    max_epochs: int
+    finalize_epochs: int
+    started: float
+    status: str = "running"
+    finished: float | None = None
+    best: str | None = None
+    trials: list[TrialSummary] = field(default_factory=list)
+
+    def best_trial(self) -> TrialSummary | None:
+        return next((t for t in self.trials if t.name == self.best), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> "SearchRecord":
+        try:
+            raw = json.loads(path.read_text())
+            raw["trials"] = [TrialSummary(**t) for t in raw.get("trials", [])]
+            return cls(**raw)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: not a readable search record ({exc})") from None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, default=str)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,250 @@
+"""`python -m tuner search`: assemble Ray Tune + Optuna TPE + ASHA over a search space and run it.
+
+The driver resolves every path to absolute (trials run elsewhere), opens the MLflow parent run,
+starts or joins Ray, runs the Tuner, and leaves behind `<storage>/<name>/search.json`: the record
+`finalize` reads (space, data, store, parent run, every trial and the best one).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from tuner.errors import SearchError
+from tuner.records import SearchRecord, TrialSummary
+from tuner.searcher import METRIC, MODE, SearchSpaceSearcher
+from tuner.spec import SearchSpec
+from tuner.trainable import TrialContext, run_trial
+from tuner.tracking import PARENT_TAG, Run, ensure_experiment, ui_command
+
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Where a search runs and logs; all paths already absolute."""
+
+    name: str
+    storage: Path
+    data_root: Path
+    tracking_uri: str
+    address: str | None = None
+    resume: bool = False
+
+
+def run_search(spec: SearchSpec, options: SearchOptions, out: TextIO = sys.stdout) -> SearchRecord:
+    """Run (or resume) the search and return its final record."""
+    search_dir = options.storage / options.name
+    record_path = search_dir / "search.json"
+    if options.resume:
+        if not tune.Tuner.can_restore(str(search_dir)) or not record_path.exists():
+            raise SearchError(f"{search_dir}: no interrupted search to resume there")
+        record = SearchRecord.load(record_path)
+        parent = Run.reopen(record.tracking_uri, record.parent_run_id)
+    else:
+        if search_dir.exists():
+            raise SearchError(f"{search_dir} already exists: choose another --name, or pass --resume to continue it")
+        search_dir.mkdir(parents=True)
+        shutil.copyfile(spec.source, search_dir / "space.yaml")
+        experiment_id = ensure_experiment(options.tracking_uri, spec.name)
+        parent = Run.start(options.tracking_uri, experiment_id, name=options.name,
+                           tags={"kind": "search", "search": options.name, "model": spec.model_name})
+        parent.log_params(_search_params(spec, options))
+        parent.log_artifact(search_dir / "space.yaml")
+        record = SearchRecord(
+            name=options.name, space=str(search_dir / "space.yaml"), space_name=spec.name, model=spec.model_name,
+            data_root=str(options.data_root), tracking_uri=options.tracking_uri, experiment_id=experiment_id,
+            parent_run_id=parent.run_id, max_epochs=spec.asha.max_epochs, finalize_epochs=spec.finalize_epochs,
+            started=time.time(),
+        )
+        record.save(record_path)
+    print(f"search {options.name}: results in {search_dir}", file=out)
+    print(f"MLflow: {options.tracking_uri} (parent run {record.parent_run_id})", file=out)
+
+    started_ray = _connect_ray(options.address)
+    status = "failed"
+    try:
+        tuner = _make_tuner(spec, options, record, out)
+        results = tuner.fit()
+        record = _finish_record(record, results, spec)
+        status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        record.status = status
+        record.finished = time.time()
+        record.save(record_path)
+        _log_summary(parent, record)
+        parent.finish(status)
+        if started_ray:
+            ray.shutdown()
+    _print_summary(record, out)
+    return record
+
+
+def _connect_ray(address: str | None) -> bool:
+    """Join the given cluster, or start a local Ray; True when this process started it."""
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return False
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    return True
+
+
+def _trial_resources(spec: SearchSpec) -> tuple[dict[str, float], int]:
+    """One GPU per trial where the cluster has GPUs (trials then run one per GPU); else one trial on all CPUs."""
+    cluster = ray.cluster_resources()
+    gpus = int(cluster.get("GPU", 0))
+    cpus = max(1, int(cluster.get("CPU", 1)))
+    if gpus:
+        per_trial_cpus = spec.resources.cpus_per_trial or max(1, cpus // gpus)
+        return {"cpu": per_trial_cpus, "gpu": 1}, gpus
+    return {"cpu": min(spec.resources.cpus_per_trial or cpus, cpus)}, 1
+
+
+def trial_name(trial: Any) -> str:
+    """t001, t002, ... in the order the searcher created them."""
+    return f"t{int(trial.experiment_tag.split('_')[0]):03d}"
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"{trial_name(trial)}_{trial.trial_id}"
+
+
+def _make_tuner(spec: SearchSpec, options: SearchOptions, record: SearchRecord, out: TextIO) -> tune.Tuner:
+    context = TrialContext(
+        search_name=record.name, data_root=record.data_root, tracking_uri=record.tracking_uri,
+        experiment_id=record.experiment_id, parent_run_id=record.parent_run_id, max_epochs=spec.asha.max_epochs,
+        vram_budget_gb=spec.resources.vram_budget_gb,
+    )
+    resources, concurrency = _trial_resources(spec)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+    search_dir = options.storage / options.name
+    if options.resume:
+        return tune.Tuner.restore(str(search_dir), trainable, resume_unfinished=True, resume_errored=False)
+    print(f"trials: {spec.search.num_samples}, {concurrency} at a time, each {resources}", file=out)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode=MODE, search_alg=SearchSpaceSearcher(spec),
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=spec.asha.max_epochs,
+                                    grace_period=spec.asha.grace_period,
+                                    reduction_factor=spec.asha.reduction_factor),
+            num_samples=spec.search.num_samples, max_concurrent_trials=concurrency,
+            trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=options.name, storage_path=str(options.storage), verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[TrialEvents(record.tracking_uri, record.parent_run_id, spec.asha.max_epochs)],
+        ),
+    )
+
+
+class TrialEvents(tune.Callback):
+    """Prints one line per trial epoch and end, and closes the MLflow run of a trial whose process died."""
+
+    def __init__(self, tracking_uri: str, parent_run_id: str, max_epochs: int) -> None:
+        self.tracking_uri = tracking_uri
+        self.parent_run_id = parent_run_id
+        self.max_epochs = max_epochs
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        print(f"  {trial_name(trial)}  epoch {result['epoch']}/{self.max_epochs}  val SSIM {result[METRIC]:.4f}"
+              f"  loss {result['train_loss']:.4f}  {result['epoch_seconds']:.1f} s", flush=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        epoch = result.get("epoch", 0)
+        how = "completed" if epoch >= self.max_epochs else f"stopped early by ASHA after epoch {epoch}"
+        print(f"  {trial_name(trial)}  {how}  val SSIM {result.get(METRIC, float('nan')):.4f}", flush=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        print(f"  {trial_name(trial)}  failed: see {trial.local_path}/error.txt", flush=True)
+        client = MlflowClient(self.tracking_uri)
+        parent = client.get_run(self.parent_run_id)
+        runs = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and tags.`tune.trial_id` = '{trial.trial_id}'",
+        )
+        for run in runs:
+            if run.info.status == "RUNNING":
+                Run(self.tracking_uri, run.info.run_id).finish("failed")
+
+
+def _finish_record(record: SearchRecord, results: tune.ResultGrid, spec: SearchSpec) -> SearchRecord:
+    trials = []
+    for result in results:
+        metrics = result.metrics or {}
+        trial_dir = Path(result.path).name
+        epochs = int(metrics.get("epoch", 0))
+        if result.error is not None:
+            status = "failed"
+        else:
+            status = "completed" if epochs >= spec.asha.max_epochs else "stopped early"
+        trials.append(TrialSummary(
+            name=trial_dir.split("_")[0], trial_id=trial_dir.split("_", 1)[-1], status=status, epochs=epochs,
+            val_ssim=metrics.get(METRIC), config={k: v for k, v in (result.config or {}).items()},
+        ))
+    record.trials = sorted(trials, key=lambda t: t.name)
+    scored = [t for t in record.trials if t.val_ssim is not None and t.status != "failed"]
+    if scored:
+        # The last reported value: a stopped-early trial is judged by where ASHA left it.
+        record.best = max(scored, key=lambda t: (t.epochs >= spec.asha.max_epochs, t.val_ssim)).name
+    return record
+
+
+def _search_params(spec: SearchSpec, options: SearchOptions) -> dict[str, Any]:
+    params: dict[str, Any] = {f"fixed.{k}": v for k, v in spec.fixed.items()}
+    params.update({f"searched.{p.key}": f"{p.kind} {list(p.corners())}" for p in spec.params})
+    params.update({
+        "search.num_samples": spec.search.num_samples, "search.seed": spec.search.seed,
+        "asha.max_epochs": spec.asha.max_epochs, "asha.grace_period": spec.asha.grace_period,
+        "asha.reduction_factor": spec.asha.reduction_factor, "data_root": options.data_root,
+        "space": spec.source,
+    })
+    return params
+
+
+def _log_summary(parent: Run, record: SearchRecord) -> None:
+    counts: dict[str, int] = {}
+    for trial in record.trials:
+        counts[trial.status] = counts.get(trial.status, 0) + 1
+    metrics = {f"trials_{status.replace(' ', '_')}": n for status, n in counts.items()}
+    best = record.best_trial()
+    if best is not None and best.val_ssim is not None:
+        metrics["best_val_ssim"] = best.val_ssim
+        parent.set_tags({"best_trial": best.name})
+    if metrics:
+        parent.log_metrics(metrics, step=0)
+    parent.log_text(json.dumps(record.to_dict(), indent=2, default=str), "search.json")
+
+
+def _print_summary(record: SearchRecord, out: TextIO) -> None:
+    best = record.best_trial()
+    print("", file=out)
+    for trial in record.trials:
+        value = "   -  " if trial.val_ssim is None else f"{trial.val_ssim:.4f}"
+        print(f"  {trial.name}  {value}  {trial.status:<14} epochs {trial.epochs}", file=out)
+    if best is None:
+        print("no trial produced a validation SSIM", file=out)
+        return
+    print(f"\nbest trial: {best.name}  val SSIM {best.val_ssim:.4f} after {best.epochs} epochs", file=out)
+    for key, value in sorted(best.config.items()):
+        print(f"    {key}: {value}", file=out)
+    print(f"\ncompare trials:  {ui_command(record.tracking_uri)}", file=out)
+    print(f"final training:  python -m tuner finalize --search {record.name}", file=out)
+

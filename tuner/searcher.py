@@ -1,0 +1,109 @@
+"""Ray Tune's OptunaSearch (TPE), corrected in the two ways that matter with ASHA and small spaces.
+
+1. A trial that ASHA stopped before the last epoch is told to Optuna as PRUNED with its last value as
+   an intermediate value at its last epoch. Stock OptunaSearch tells it COMPLETE with that early,
+   worse value, so TPE would learn from truncated curves as if they were finished.
+2. A configuration that this search already trained is never trained again. TPE happily re-samples
+   identical points in categorical spaces; `suggest` detects that, tells Optuna the earlier trial's
+   outcome for the repeat (a real observation of that point) and asks again. When only repeats come
+   back the space is exhausted and the search ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from tuner.spec import SearchSpec
+
+METRIC, MODE = "val_ssim", "max"
+MAX_ASKS_PER_SUGGESTION = 64
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A configuration TPE proposed again: the Optuna trial number of the repeat and the trial it repeats."""
+
+    optuna_number: int
+    repeats_trial: str
+    config: str
+
+
+class SearchSpaceSearcher(OptunaSearch):
+    """TPE over a `SearchSpec`, with early-stopped trials PRUNED and repeated configurations skipped."""
+
+    def __init__(self, spec: SearchSpec) -> None:
+        super().__init__(
+            space=spec.sample, metric=METRIC, mode=MODE,
+            points_to_evaluate=[dict(p) for p in spec.search.points_to_evaluate] or None,
+            sampler=optuna.samplers.TPESampler(seed=spec.search.seed),
+        )
+        self._spec = spec
+        self._max_epochs = spec.asha.max_epochs
+        self._trial_of_config: dict[str, str] = {}
+        self._reported_steps: dict[str, set[int]] = {}
+        self.duplicates: list[Duplicate] = []
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        for _ in range(MAX_ASKS_PER_SUGGESTION):
+            ot_trial = self._ot_study.ask()
+            params = self._suggest_from_define_by_run_func(self._space, ot_trial)
+            key = self._canonical(params)
+            earlier = self._trial_of_config.get(key)
+            if earlier is None:
+                self._ot_trials[trial_id] = ot_trial
+                self._trial_of_config[key] = trial_id
+                self._reported_steps[trial_id] = set()
+                return params
+            self.duplicates.append(Duplicate(ot_trial.number, earlier, key))
+            if not self._tell_as_repeat(ot_trial, self._ot_trials[earlier]):
+                return None  # the original is still training; ask again once it has a result
+        return Searcher.FINISHED
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        super().on_trial_result(trial_id, result)
+        self._reported_steps[trial_id].add(result["training_iteration"])
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        if result and not error and result.get(METRIC) is not None:
+            ot_trial = self._ot_trials[trial_id]
+            step = result["training_iteration"]
+            # The result that triggered the stop never reached on_trial_result.
+            if step not in self._reported_steps[trial_id]:
+                ot_trial.report(result[METRIC], step)
+                self._reported_steps[trial_id].add(step)
+            if result.get("epoch", self._max_epochs) < self._max_epochs:
+                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+                self._completed_trials.add(trial_id)
+                return
+        super().on_trial_complete(trial_id, result, error)
+
+    def _canonical(self, params: dict[str, Any]) -> str:
+        """Same key for configs that train identically (inactive conditional keys take their defaults)."""
+        flat = self._spec.trial_config(params).flat()
+        return repr(sorted(flat.items()))
+
+    def _tell_as_repeat(self, repeat: Any, original: Any) -> bool:
+        """Give the repeat the original's outcome; False while the original has none yet."""
+        frozen = next(t for t in self._ot_study.get_trials(deepcopy=False) if t.number == original.number)
+        if frozen.state == TrialState.RUNNING:
+            self._ot_study.tell(repeat, state=TrialState.FAIL)
+            return False
+        for step, value in frozen.intermediate_values.items():
+            repeat.report(value, step)
+        if frozen.state == TrialState.COMPLETE:
+            self._ot_study.tell(repeat, frozen.value)
+        else:
+            self._ot_study.tell(repeat, state=frozen.state)
+        return True

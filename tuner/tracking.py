@@ -1,0 +1,114 @@
+"""MLflow bookkeeping: the store, the experiment, and one run per search, trial or final training.
+
+Everything goes through an explicit `MlflowClient` bound to an absolute tracking URI, because trials
+run in other processes and other working directories, where MLflow's defaults would silently create
+a second, lost store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+PARENT_TAG = "mlflow.parentRunId"
+STATUS_TAG = "status"
+# MLflow's run states for our statuses; a stopped-early trial finished as its scheduler intended.
+RUN_STATES = {"completed": "FINISHED", "stopped early": "FINISHED", "infeasible": "FINISHED", "failed": "FAILED",
+              "interrupted": "KILLED"}
+_BATCH = 900  # log_batch takes at most 1000 entries
+
+
+class TrackingError(ValueError):
+    """The tracking URI cannot be used; the message says what was expected."""
+
+
+def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
+    """The absolute tracking URI: the argument, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    cwd = (cwd or Path.cwd()).resolve()
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        return f"sqlite:///{path if path.is_absolute() else cwd / path}"
+    if uri.startswith(("http://", "https://", "postgresql", "mysql", "mssql", "databricks")):
+        return uri
+    raise TrackingError(
+        f"--tracking-uri {uri!r}: expected sqlite:///path/to/mlflow.db or an http(s):// MLflow server "
+        "(MLflow 3 has no file store)"
+    )
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
+    if uri.startswith("sqlite:///"):
+        return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    return f"open {uri} in a browser"
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Id of the named experiment, created (with a local artifact root beside a sqlite store) if missing."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        artifact_location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+    # Without this tag the MLflow 3 UI opens the experiment on its GenAI overview instead of the runs.
+    client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+    return experiment_id
+
+
+class Run:
+    """One MLflow run driven through a client: params, per-epoch metrics, tags, text artifacts, status."""
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.client = MlflowClient(uri)
+        self.run_id = run_id
+
+    @classmethod
+    def start(cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str] | None = None) -> "Run":
+        client = MlflowClient(uri)
+        run = client.create_run(experiment_id, run_name=name, tags=dict(tags or {}))
+        return cls(uri, run.info.run_id)
+
+    @classmethod
+    def reopen(cls, uri: str, run_id: str) -> "Run":
+        """Continue logging to an existing run (a resumed trial or search)."""
+        run = cls(uri, run_id)
+        run.client.update_run(run_id, status="RUNNING")
+        return run
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
+        for i in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, params=items[i:i + _BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+        for i in range(0, len(items), _BATCH):
+            self.client.log_batch(self.run_id, metrics=items[i:i + _BATCH])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str) -> None:
+        """Tag the run with our status and end it in the matching MLflow state."""
+        self.set_tags({STATUS_TAG: status})
+        self.client.set_terminated(self.run_id, status=RUN_STATES[status])
+
+
+def _param_value(value: Any) -> str:
+    return "null" if value is None else str(value)
