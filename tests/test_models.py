@@ -1,7 +1,6 @@
 """E2E-VarNet against fastMRI, the sensitivity fallback, checkpointing, and the model registry."""
 
 import dataclasses
-from collections.abc import Iterator
 
 import fastmri
 import numpy as np
@@ -21,15 +20,8 @@ from models import (
 )
 from models.fft import fft2c, ifft2c, rss_image
 from models.sensitivity import SensitivityModel
+from tests.model_inputs import column_mask, masked_kspace, single_thread  # noqa: F401 (autouse fixture)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread() -> Iterator[None]:
-    """These tensors are tiny: on a shared machine, extra intra-op threads cost far more than they save."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 TINY = {
     "varnet": {"name": "varnet", "num_cascades": 2, "chans": 4, "sens_chans": 2},
@@ -47,20 +39,6 @@ TINY = {
 }
 
 
-def column_mask(width: int, acceleration: int, offset: int = 0, center: int = 0) -> torch.Tensor:
-    """fastMRI-style equispaced mask (1, 1, 1, W, 1): every R-th column from `offset` plus a centre block."""
-    mask = torch.zeros(width, dtype=torch.bool)
-    mask[offset::acceleration] = True
-    start = (width - center + 1) // 2
-    mask[start : start + center] = True
-    return mask.view(1, 1, 1, width, 1)
-
-
-def masked_kspace(mask: torch.Tensor, coils: int = 4, height: int = 32, seed: int = 0) -> torch.Tensor:
-    """Random multi-coil k-space (B, C, H, W, 2) zeroed outside the mask's columns."""
-    generator = torch.Generator().manual_seed(seed)
-    batch, width = mask.shape[0], mask.shape[3]
-    return torch.randn(batch, coils, height, width, 2, generator=generator) * mask
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
