@@ -78,7 +78,7 @@ def test_cli_overrides_replace_settings(tmp_path):
 
 BAD = [
     ("serach: {num_samples: 2}", "serach: unknown key"),
-    ("model: {featur_cascades: 3}", "model.featur_cascades: unknown key"),
+    ("model: {featur_cascades: 3}", "model: fivarnet: unknown key 'featur_cascades'"),
     ("model: {feature_cascades: {int: [4, 2]}}", "model.feature_cascades.int: expected low < high"),
     ("train: {lr: {loguniform: [0, 1.0e-3]}}", "train.lr.loguniform: a log range needs low > 0"),
     ("model: {attention: {choice: [none, lsk]}}", "model.attention: the value 'lsk' is not valid"),

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from models import MODEL_CONFIGS
+from models import MODEL_CONFIGS, parse_config
 
 OPTIMIZERS = ("nadam", "adam", "adamw")
 SCHEDULERS = ("exponential", "cosine", "step", "none")
@@ -117,19 +117,13 @@ def build_train_config(values: Mapping[str, Any]) -> TrainConfig:
 
 def complete_model_config(values: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a model config against its family and fill in the family's defaults."""
-    name = values.get("name")
-    if name not in MODEL_CONFIGS:
-        raise ConfigError(f"model.name: expected one of {sorted(MODEL_CONFIGS)}, got {name!r}")
-    config_cls = MODEL_CONFIGS[name]
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(values) - known - {"name"})
-    if unknown:
-        raise ConfigError(f"model.{unknown[0]}: unknown key for {name} (expected one of {sorted(known)})")
+    if values.get("name") not in MODEL_CONFIGS:
+        raise ConfigError(f"model.name: expected one of {sorted(MODEL_CONFIGS)}, got {values.get('name')!r}")
     try:
-        validated = config_cls(**{k: v for k, v in values.items() if k != "name"})
+        validated = parse_config(values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model: {exc}") from None
-    return {"name": name, **dataclasses.asdict(validated)}
+    return {"name": values["name"], **dataclasses.asdict(validated)}
 
 
 def _require(ok: bool, key: str, expected: str, got: Any) -> None:
