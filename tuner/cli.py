@@ -16,7 +16,8 @@ from typing import Sequence
 from data import DataFormatError
 from tuner.config import ConfigError
 from tuner.errors import FinalizeError, SearchError
-from tuner.spec import SpecError, load_spec
+from tuner.records import SearchRecord
+from tuner.spec import SearchSpec, SpecError, load_spec
 from tuner.tracking import TrackingError, resolve_tracking_uri
 
 USER_ERRORS: tuple[type[Exception], ...] = (SpecError, ConfigError, DataFormatError, TrackingError)
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     search = commands.add_parser("search", help="run a hyperparameter search over a YAML search space")
-    search.add_argument("space", type=Path, help="search-space YAML, e.g. search_spaces/fivarnet.yaml")
+    search.add_argument("space", type=Path, nargs="?",
+                        help="search-space YAML, e.g. search_spaces/fivarnet.yaml (left out with --resume)")
     search.add_argument("--data", type=Path, help="SNU-layout data root (default: the YAML's data.root, else demo data)")
     search.add_argument("--name", help="search name (default: <space name>-<date>-<time>)")
     search.add_argument("--num-samples", type=int, help="number of trials (overrides search.num_samples)")
@@ -50,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--tracking-uri", help="MLflow store or server (default $MLFLOW_TRACKING_URI, "
                                                 "else sqlite:///<cwd>/mlflow.db)")
     search.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else a local Ray)")
-    search.add_argument("--resume", action="store_true", help="continue the interrupted search --name")
+    search.add_argument("--resume", action="store_true",
+                        help="continue the interrupted search --name, with the space and settings it started with")
     search.set_defaults(command=_search)
 
     final = commands.add_parser("finalize", help="train the best configuration of a search to the end and register it")
@@ -69,14 +72,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _search(args: argparse.Namespace) -> int:
-    spec = load_spec(args.space).replace(
-        num_samples=args.num_samples, seed=args.seed, max_epochs=args.max_epochs, data_root=args.data)
-    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    storage = args.storage.resolve()
+    if args.resume:
+        spec, data_root, tracking_uri = _resumed_search(args, storage)
+    else:
+        if args.space is None:
+            raise SearchError("search: name a search-space YAML, e.g. search_spaces/fivarnet.yaml")
+        spec = load_spec(args.space).replace(
+            num_samples=args.num_samples, seed=args.seed, max_epochs=args.max_epochs, data_root=args.data)
+        tracking_uri = resolve_tracking_uri(args.tracking_uri)
+        data_root = spec.data_root
     # Ray is imported only once the space and the store are known to be good.
     from tuner.data_root import check_data_root, demo_spec, ensure_demo_data
     from tuner.search import SearchOptions, run_search
 
-    data_root = spec.data_root
     if data_root is None:
         try:
             data_root, seconds = ensure_demo_data(demo_spec(spec.demo))
@@ -86,14 +95,29 @@ def _search(args: argparse.Namespace) -> int:
         print(f"demo data ({how}): {data_root}")
     train_slices, val_slices = check_data_root(data_root)
     print(f"data: {data_root} ({train_slices} training slices, {val_slices} validation slices)")
-    if args.resume and not args.name:
-        raise SpecError("--resume: name the search to continue with --name")
     name = args.name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    options = SearchOptions(name=name, storage=args.storage.resolve(), data_root=data_root.resolve(),
-                            tracking_uri=tracking_uri, address=args.address or os.environ.get("RAY_ADDRESS"),
-                            resume=args.resume)
+    options = SearchOptions(name=name, storage=storage, data_root=data_root.resolve(), tracking_uri=tracking_uri,
+                            address=args.address or os.environ.get("RAY_ADDRESS"), resume=args.resume)
     record = run_search(spec, options)
+    if record.status == "interrupted":
+        return 130
     return 0 if record.best is not None else 1
+
+
+def _resumed_search(args: argparse.Namespace, storage: Path) -> tuple[SearchSpec, Path, str]:
+    """The space, data and store a search was started with; a resumed search keeps all of them."""
+    if not args.name:
+        raise SearchError("--resume: name the search to continue with --name")
+    given = {"SPACE": args.space, "--data": args.data, "--num-samples": args.num_samples,
+             "--max-epochs": args.max_epochs, "--seed": args.seed, "--tracking-uri": args.tracking_uri}
+    for flag, value in given.items():
+        if value is not None:
+            raise SearchError(f"{flag}: a resumed search keeps the settings it started with; leave it out")
+    record_path = storage / args.name / "search.json"
+    if not record_path.exists():
+        raise SearchError(f"{record_path.parent}: no search to resume there")
+    record = SearchRecord.load(record_path)
+    return load_spec(record.space), Path(record.data_root), record.tracking_uri
 
 
 def _finalize(args: argparse.Namespace) -> int:

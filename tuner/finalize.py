@@ -19,7 +19,6 @@ import mlflow
 import numpy as np
 import torch
 import yaml
-from mlflow.tracking import MlflowClient
 
 import models
 from tuner.config import TrialConfig
@@ -27,7 +26,7 @@ from tuner.engine import Trainer
 from tuner.loaders import TrialData
 from tuner.errors import FinalizeError
 from tuner.records import SearchRecord, write_json
-from tuner.tracking import PARENT_TAG, Run, ui_command
+from tuner.tracking import Run, child_runs, ui_command
 
 
 
@@ -127,7 +126,7 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
                                           "promoted_trial": best.name, "epochs": epochs})
     print(f"\nbest val SSIM {best_ssim:.4f} at epoch {best_epoch}\nweights: {final_dir / 'best.pt'}"
           f"\nregistered model: {name} version {version} (models:/{name}/{version})"
-          f"\nMLflow run {run.run_id}:  {ui_command(record.tracking_uri)}", file=out)
+          f"\nMLflow run {run.run_id}:  {ui_command(record.tracking_uri, record.experiment_id)}", file=out)
     return result
 
 
@@ -146,10 +145,7 @@ def _prepare_directory(final_dir: Path, resume: bool) -> dict[str, Any] | None:
 
 
 def _trial_run_id(record: SearchRecord, trial_id: str) -> str:
-    runs = MlflowClient(record.tracking_uri).search_runs(
-        [record.experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{record.parent_run_id}' and tags.`tune.trial_id` = '{trial_id}'",
-    )
+    runs = child_runs(record.tracking_uri, record.experiment_id, record.parent_run_id, trial_id)
     return runs[0].info.run_id if runs else "unknown"
 
 

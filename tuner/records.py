@@ -24,7 +24,11 @@ class TrialSummary:
 
 @dataclass
 class SearchRecord:
-    """Everything needed to find a search's data, store, runs and winner again."""
+    """Everything needed to find a search's data, store, runs and winner again.
+
+    `expected_trials` is what a search that ran to its end produces: the number of samples, or fewer
+    when the space holds fewer distinct configurations (none is trained twice).
+    """
 
     name: str
     space: str
@@ -36,6 +40,7 @@ class SearchRecord:
     parent_run_id: str
     max_epochs: int
     finalize_epochs: int
+    expected_trials: int
     started: float
     status: str = "running"
     finished: float | None = None

@@ -8,6 +8,7 @@ starts or joins Ray, runs the Tuner, and leaves behind `<storage>/<name>/search.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import ray
-from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -25,7 +25,7 @@ from tuner.records import SearchRecord, TrialSummary
 from tuner.searcher import METRIC, MODE, SearchSpaceSearcher
 from tuner.spec import SearchSpec
 from tuner.trainable import TrialContext, run_trial
-from tuner.tracking import PARENT_TAG, Run, ensure_experiment, ui_command
+from tuner.tracking import STATUS_TAG, Run, child_runs, ensure_experiment, ui_command
 
 
 
@@ -64,7 +64,7 @@ def run_search(spec: SearchSpec, options: SearchOptions, out: TextIO = sys.stdou
             name=options.name, space=str(search_dir / "space.yaml"), space_name=spec.name, model=spec.model_name,
             data_root=str(options.data_root), tracking_uri=options.tracking_uri, experiment_id=experiment_id,
             parent_run_id=parent.run_id, max_epochs=spec.asha.max_epochs, finalize_epochs=spec.finalize_epochs,
-            started=time.time(),
+            expected_trials=spec.count_configurations(spec.search.num_samples), started=time.time(),
         )
         record.save(record_path)
     print(f"search {options.name}: results in {search_dir}", file=out)
@@ -74,9 +74,8 @@ def run_search(spec: SearchSpec, options: SearchOptions, out: TextIO = sys.stdou
     status = "failed"
     try:
         tuner = _make_tuner(spec, options, record, out)
-        results = tuner.fit()
-        record = _finish_record(record, results, spec)
-        status = "completed"
+        record = _finish_record(record, tuner.fit())
+        status = record.status
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -129,6 +128,11 @@ def _make_tuner(spec: SearchSpec, options: SearchOptions, record: SearchRecord, 
         experiment_id=record.experiment_id, parent_run_id=record.parent_run_id, max_epochs=spec.asha.max_epochs,
         vram_budget_gb=spec.resources.vram_budget_gb,
     )
+    # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1), on purpose: a resumed
+    # search then restarts a trial from its newest checkpoint. Ray warns about exactly that.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's newer console output advertises TensorBoard; our per-epoch lines and MLflow replace it.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     resources, concurrency = _trial_resources(spec)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
     search_dir = options.storage / options.name
@@ -149,16 +153,22 @@ def _make_tuner(spec: SearchSpec, options: SearchOptions, record: SearchRecord, 
             name=options.name, storage_path=str(options.storage), verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0),
-            callbacks=[TrialEvents(record.tracking_uri, record.parent_run_id, spec.asha.max_epochs)],
+            callbacks=[TrialEvents(record.tracking_uri, record.experiment_id, record.parent_run_id,
+                                   spec.asha.max_epochs)],
         ),
     )
 
 
 class TrialEvents(tune.Callback):
-    """Prints one line per trial epoch and end, and closes the MLflow run of a trial whose process died."""
+    """Prints one line per trial epoch and end, and ends each trial's MLflow run as Tune decided.
 
-    def __init__(self, tracking_uri: str, parent_run_id: str, max_epochs: int) -> None:
+    The trainable ends its own run, but Ray may stop a trial's process before its `finally` has run
+    (always so when the process dies), so the driver, which knows the outcome, ends it too.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, max_epochs: int) -> None:
         self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.max_epochs = max_epochs
 
@@ -169,41 +179,52 @@ class TrialEvents(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         epoch = result.get("epoch", 0)
-        how = "completed" if epoch >= self.max_epochs else f"stopped early by ASHA after epoch {epoch}"
+        status = "completed" if epoch >= self.max_epochs else "stopped early"
+        how = status if epoch >= self.max_epochs else f"stopped early by ASHA after epoch {epoch}"
         print(f"  {trial_name(trial)}  {how}  val SSIM {result.get(METRIC, float('nan')):.4f}", flush=True)
+        self._end_runs(trial.trial_id, status)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         print(f"  {trial_name(trial)}  failed: see {trial.local_path}/error.txt", flush=True)
-        client = MlflowClient(self.tracking_uri)
-        parent = client.get_run(self.parent_run_id)
-        runs = client.search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and tags.`tune.trial_id` = '{trial.trial_id}'",
-        )
-        for run in runs:
+        self._end_runs(trial.trial_id, "failed")
+
+    def _end_runs(self, trial_id: str, status: str) -> None:
+        for run in child_runs(self.tracking_uri, self.experiment_id, self.parent_run_id, trial_id):
             if run.info.status == "RUNNING":
-                Run(self.tracking_uri, run.info.run_id).finish("failed")
+                Run(self.tracking_uri, run.info.run_id).finish(status)
 
 
-def _finish_record(record: SearchRecord, results: tune.ResultGrid, spec: SearchSpec) -> SearchRecord:
+def _finish_record(record: SearchRecord, results: tune.ResultGrid) -> SearchRecord:
+    """Summarise every trial from the status its MLflow run ended with (see `TrialEvents`).
+
+    A run still RUNNING now belongs to a trial Tune never finished (the search was interrupted): it
+    is ended as `interrupted`, and `--resume` trains that trial on.
+    """
+    runs = {r.data.tags.get("tune.trial_id"): r
+            for r in child_runs(record.tracking_uri, record.experiment_id, record.parent_run_id)}
     trials = []
     for result in results:
-        metrics = result.metrics or {}
-        trial_dir = Path(result.path).name
-        epochs = int(metrics.get("epoch", 0))
+        name, trial_id = Path(result.path).name.split("_", 1)
+        run = runs.get(trial_id)
         if result.error is not None:
             status = "failed"
+        elif run is not None and run.info.status != "RUNNING" and STATUS_TAG in run.data.tags:
+            status = run.data.tags[STATUS_TAG]
         else:
-            status = "completed" if epochs >= spec.asha.max_epochs else "stopped early"
-        trials.append(TrialSummary(
-            name=trial_dir.split("_")[0], trial_id=trial_dir.split("_", 1)[-1], status=status, epochs=epochs,
-            val_ssim=metrics.get(METRIC), config={k: v for k, v in (result.config or {}).items()},
-        ))
+            status = "interrupted"
+        if run is not None and run.info.status == "RUNNING":
+            Run(record.tracking_uri, run.info.run_id).finish(status)
+        metrics = result.metrics or {}
+        trials.append(TrialSummary(name=name, trial_id=trial_id, status=status, epochs=int(metrics.get("epoch", 0)),
+                                   val_ssim=metrics.get(METRIC), config=dict(result.config or {})))
     record.trials = sorted(trials, key=lambda t: t.name)
-    scored = [t for t in record.trials if t.val_ssim is not None and t.status != "failed"]
-    if scored:
-        # The last reported value: a stopped-early trial is judged by where ASHA left it.
-        record.best = max(scored, key=lambda t: (t.epochs >= spec.asha.max_epochs, t.val_ssim)).name
+    finished = [t for t in record.trials if t.val_ssim is not None and t.status in ("completed", "stopped early")]
+    if finished:
+        # A trial's last reported value, and trials that trained to the end rank above stopped ones.
+        record.best = max(finished, key=lambda t: (t.status == "completed", t.val_ssim)).name
+    # Ray Tune returns normally after Ctrl-C; a search that stopped short of its trials was interrupted.
+    unfinished = any(t.status == "interrupted" for t in record.trials)
+    record.status = "interrupted" if unfinished or len(record.trials) < record.expected_trials else "completed"
     return record
 
 
@@ -245,6 +266,9 @@ def _print_summary(record: SearchRecord, out: TextIO) -> None:
     print(f"\nbest trial: {best.name}  val SSIM {best.val_ssim:.4f} after {best.epochs} epochs", file=out)
     for key, value in sorted(best.config.items()):
         print(f"    {key}: {value}", file=out)
-    print(f"\ncompare trials:  {ui_command(record.tracking_uri)}", file=out)
-    print(f"final training:  python -m tuner finalize --search {record.name}", file=out)
+    print(f"\ncompare trials:  {ui_command(record.tracking_uri, record.experiment_id)}", file=out)
+    if record.status == "interrupted":
+        print(f"search interrupted; continue it:  python -m tuner search --name {record.name} --resume", file=out)
+    else:
+        print(f"final training:  python -m tuner finalize --search {record.name}", file=out)
 

@@ -41,7 +41,7 @@ class SearchSpaceSearcher(OptunaSearch):
         super().__init__(
             space=spec.sample, metric=METRIC, mode=MODE,
             points_to_evaluate=[dict(p) for p in spec.search.points_to_evaluate] or None,
-            sampler=optuna.samplers.TPESampler(seed=spec.search.seed),
+            sampler=optuna.samplers.TPESampler(seed=spec.search.seed, n_startup_trials=spec.search.startup_trials),
         )
         self._spec = spec
         self._max_epochs = spec.asha.max_epochs
@@ -57,7 +57,7 @@ class SearchSpaceSearcher(OptunaSearch):
         for _ in range(MAX_ASKS_PER_SUGGESTION):
             ot_trial = self._ot_study.ask()
             params = self._suggest_from_define_by_run_func(self._space, ot_trial)
-            key = self._canonical(params)
+            key = self._spec.config_key(params)
             earlier = self._trial_of_config.get(key)
             if earlier is None:
                 self._ot_trials[trial_id] = ot_trial
@@ -88,11 +88,6 @@ class SearchSpaceSearcher(OptunaSearch):
                 self._completed_trials.add(trial_id)
                 return
         super().on_trial_complete(trial_id, result, error)
-
-    def _canonical(self, params: dict[str, Any]) -> str:
-        """Same key for configs that train identically (inactive conditional keys take their defaults)."""
-        flat = self._spec.trial_config(params).flat()
-        return repr(sorted(flat.items()))
 
     def _tell_as_repeat(self, repeat: Any, original: Any) -> bool:
         """Give the repeat the original's outcome; False while the original has none yet."""

@@ -52,6 +52,14 @@ class Param:
             return trial.suggest_int(self.key, int(self.low), int(self.high), step=self.step, log=self.log)
         return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "loguniform")
 
+    def values(self) -> tuple[Any, ...] | None:
+        """Every value of a finite domain (choices, int ranges); None for a float range."""
+        if self.kind == "choice":
+            return self.choices
+        if self.kind == "int":
+            return tuple(range(int(self.low), int(self.high) + 1, self.step))
+        return None
+
     def corners(self) -> tuple[Any, ...]:
         """The values that bound the domain: every choice, or both ends of a range."""
         if self.kind == "choice":
@@ -77,6 +85,8 @@ class Param:
 class SearcherSettings:
     num_samples: int = 16
     seed: int = 0
+    # TPE samples at random until this many trials have finished (Optuna's default is 10).
+    startup_trials: int = 10
     points_to_evaluate: tuple[Mapping[str, Any], ...] = ()
 
 
@@ -123,6 +133,29 @@ class SearchSpec:
 
     def trial_config(self, flat: Mapping[str, Any]) -> TrialConfig:
         return TrialConfig.from_flat({**self.fixed, **flat})
+
+    def config_key(self, flat: Mapping[str, Any]) -> str:
+        """Equal for samples that train identically (inactive conditional keys take their defaults)."""
+        return repr(sorted(self.trial_config(flat).flat().items()))
+
+    def count_configurations(self, limit: int) -> int:
+        """How many distinct configurations the space holds, counting no further than `limit`."""
+        if any(p.values() is None for p in self.params):
+            return limit
+        seen: set[str] = set()
+
+        def walk(index: int, config: dict[str, Any]) -> None:
+            if len(seen) >= limit:
+                return
+            if index == len(self.params):
+                seen.add(self.config_key(config))
+                return
+            param = self.params[index]
+            for value in param.values() if param.active(config) else (None,):
+                walk(index + 1, config if value is None else {**config, param.key: value})
+
+        walk(0, dict(self.fixed))
+        return min(len(seen), limit)
 
     def replace(self, **changes: Any) -> "SearchSpec":
         """A copy with CLI overrides applied (`num_samples`, `seed`, `max_epochs`, `data_root`)."""
@@ -175,6 +208,7 @@ def _parse(raw: Any, path: Path) -> SearchSpec:
     points = tuple(_parse_point(p, i, fixed, params_t) for i, p in enumerate(search.points_to_evaluate))
     search = dataclasses.replace(search, points_to_evaluate=points)
     _positive("search.num_samples", search.num_samples)
+    _positive("search.startup_trials", search.startup_trials)
     asha = _settings(AshaSettings, raw.get("asha", {}), "asha")
     _positive("asha.max_epochs", asha.max_epochs)
     _positive("asha.grace_period", asha.grace_period)

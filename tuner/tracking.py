@@ -42,11 +42,20 @@ def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
     )
 
 
-def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
+UI_PORT = 5000
+
+
+def ui_command(uri: str, experiment_id: str) -> str:
+    """How to open the MLflow UI on this experiment's training runs.
+
+    The MLflow 3 UI starts a new browser in its GenAI mode whatever the experiment says, so the URL
+    names the training-runs view explicitly.
+    """
+    view = f"/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     if uri.startswith("sqlite:///"):
-        return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
-    return f"open {uri} in a browser"
+        return (f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port {UI_PORT}\n"
+                f"                 then open http://127.0.0.1:{UI_PORT}{view}")
+    return f"open {uri.rstrip('/')}{view}"
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -62,6 +71,14 @@ def ensure_experiment(uri: str, name: str) -> str:
     # Without this tag the MLflow 3 UI opens the experiment on its GenAI overview instead of the runs.
     client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
     return experiment_id
+
+
+def child_runs(uri: str, experiment_id: str, parent_run_id: str, trial_id: str | None = None) -> list[Any]:
+    """The trial runs of a search (or of one Ray Tune trial id), newest first."""
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    if trial_id is not None:
+        query += f" and tags.`tune.trial_id` = '{trial_id}'"
+    return MlflowClient(uri).search_runs([experiment_id], filter_string=query, max_results=10_000)
 
 
 class Run:

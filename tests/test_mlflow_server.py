@@ -1,0 +1,92 @@
+"""A search and a finalize logging over HTTP to a real `mlflow server` on 127.0.0.1 (the UI's backend)."""
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_SPACE
+from tuner.finalize import FinalizeOptions, finalize
+from tuner.search import SearchOptions, run_search
+from tuner.spec import load_spec
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    work = tmp_path_factory.mktemp("server")
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
+         "--artifacts-destination", str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if _get(f"{url}/health").strip() == b"OK":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not become healthy")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_search_and_finalize_log_through_an_mlflow_server(tmp_path, tiny_data, ray_instance, mlflow_server):
+    spec = load_spec(TINY_SPACE).replace(num_samples=2, max_epochs=1)
+    options = SearchOptions(name="http", storage=tmp_path / "runs", data_root=tiny_data, tracking_uri=mlflow_server)
+    printed = io.StringIO()
+    record = run_search(spec, options, out=printed)
+    assert record.status == "completed" and record.best is not None, (printed.getvalue(), record.trials)
+
+    api = f"{mlflow_server}/api/2.0/mlflow"
+    found = _post(f"{api}/runs/search", {"experiment_ids": [record.experiment_id],
+                                         "filter": f"tags.`mlflow.parentRunId` = '{record.parent_run_id}'"})
+    children = found["runs"]
+    assert len(children) == 2
+    for run in children:
+        assert run["info"]["status"] == "FINISHED"
+        history = json.loads(_get(f"{api}/metrics/get-history?run_id={run['info']['run_id']}&metric_key=val_ssim"))
+        assert [m["step"] for m in history["metrics"]] == [1]
+        artifacts = json.loads(_get(f"{api}/artifacts/list?run_id={run['info']['run_id']}"))
+        assert "config.yaml" in [f["path"] for f in artifacts["files"]]
+
+    result = finalize(FinalizeOptions(storage=options.storage, search="http", epochs=1), out=io.StringIO())
+    version = json.loads(_get(f"{mlflow_server}/api/2.0/mlflow/model-versions/get?"
+                              f"name={result.registered_name}&version={result.registered_version}"))
+    assert version["model_version"]["run_id"] == result.run_id
+    assert b"<html" in _get(mlflow_server).lower(), "the server also serves the UI"
