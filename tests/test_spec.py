@@ -69,6 +69,17 @@ def test_conditional_key_exists_only_where_its_condition_holds(tmp_path):
     assert config.short_name() == "fivarnet 2+1 f4 u8 i8 s4 lka11"
 
 
+def test_the_space_size_counts_conditional_branches_and_null_choices(tmp_path):
+    text = GOOD.replace("feature_cascades: {int: [1, 3]}", "feature_cascades: {int: [4, 5]}").replace(
+        "lr: {loguniform: [1.0e-4, 1.0e-2]}", "lr: 1.0e-3").replace(
+        "  image_cascades: 1\n", "  image_cascades: 1\n  attention_cascades: {choice: [null, 2]}\n")
+    spec = load_spec(_write(tmp_path, text))
+    # 2 cascade counts x 2 attention_cascades x 2 feature widths x (none + lska x 2 kernels + lka x 2 kernels)
+    assert spec.count_configurations(limit=1000) == 2 * 2 * 2 * 5
+    assert spec.count_configurations(limit=7) == 7
+    assert load_spec(_write(tmp_path, GOOD)).count_configurations(limit=50) == 50, "a float range is endless"
+
+
 def test_cli_overrides_replace_settings(tmp_path):
     spec = load_spec(_write(tmp_path, GOOD)).replace(num_samples=9, seed=5, max_epochs=1, data_root=tmp_path)
     assert (spec.search.num_samples, spec.search.seed, spec.asha.max_epochs) == (9, 5, 1)

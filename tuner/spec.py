@@ -151,8 +151,11 @@ class SearchSpec:
                 seen.add(self.config_key(config))
                 return
             param = self.params[index]
-            for value in param.values() if param.active(config) else (None,):
-                walk(index + 1, config if value is None else {**config, param.key: value})
+            if not param.active(config):
+                walk(index + 1, config)
+                return
+            for value in param.values():
+                walk(index + 1, {**config, param.key: value})
 
         walk(0, dict(self.fixed))
         return min(len(seen), limit)
