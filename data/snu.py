@@ -70,7 +70,7 @@ def category_of(fname: str | Path, mask: np.ndarray, organ_default: str | None =
         try:
             acc = nominal_acceleration(mask, ACCELERATIONS)
         except ValueError as exc:
-            raise DataFormatError(f"{name}: cannot infer the acceleration from the mask: {exc}")
+            raise DataFormatError(f"{name}: cannot infer the acceleration from the mask: {exc}") from None
     return f"{organ}_x{acc}"
 
 

@@ -26,7 +26,7 @@ class LeaderboardLoss(torch.nn.Module):
     ) -> torch.Tensor:
         output = output.float()
         with torch.no_grad():
-            roi = torch.stack([leaderboard_roi(t, organ) for t, organ in zip(target, organs)])
+            roi = torch.stack([leaderboard_roi(t, organ) for t, organ in zip(target, organs, strict=True)])
         max_values = max_values.to(output)
         loss = output.new_zeros(())
         if self.ssim_weight:
