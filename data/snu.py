@@ -78,6 +78,7 @@ class _FileInfo(NamedTuple):
     kspace_path: Path
     image_path: Path
     num_slices: int
+    shape: tuple[int, int, int]  # (C, H, W) of every slice
     mask: np.ndarray  # (W,) float32 0/1
     max_value: float
     category: str
@@ -90,7 +91,7 @@ def _dataset(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
     return item
 
 
-def _check_kspace_file(path: Path) -> tuple[int, np.ndarray]:
+def _check_kspace_file(path: Path) -> tuple[int, tuple[int, int, int], np.ndarray]:
     with h5py.File(path, "r") as f:
         kspace = _dataset(f, "kspace", path)
         if kspace.ndim != 4 or kspace.dtype.kind != "c":
@@ -101,7 +102,8 @@ def _check_kspace_file(path: Path) -> tuple[int, np.ndarray]:
         if 0 in kspace.shape:
             raise DataFormatError(f"{path}: 'kspace' is empty, shape {kspace.shape}")
         mask = _dataset(f, "mask", path)[()]
-    num_slices, width = kspace.shape[0], kspace.shape[-1]
+        shape = tuple(int(n) for n in kspace.shape)
+    num_slices, width = shape[0], shape[-1]
     mask = np.squeeze(mask)
     if mask.ndim != 1 or mask.shape[0] != width:
         raise DataFormatError(
@@ -111,7 +113,7 @@ def _check_kspace_file(path: Path) -> tuple[int, np.ndarray]:
         raise DataFormatError(f"{path}: 'mask' must hold only 0 and 1, got dtype {mask.dtype}")
     if not mask.any():
         raise DataFormatError(f"{path}: 'mask' samples no column")
-    return num_slices, mask.astype(np.float32)
+    return num_slices, (shape[1], shape[2], shape[3]), mask.astype(np.float32)
 
 
 def _check_image_file(path: Path, num_slices: int) -> float:
@@ -170,11 +172,11 @@ class SNUSliceDataset(Dataset):
             image_path = image_dir / kspace_path.name
             if not image_path.is_file():
                 raise DataFormatError(f"{kspace_path}: no image pair, expected {image_path}")
-            num_slices, mask = _open_checked(_check_kspace_file, kspace_path)
+            num_slices, shape, mask = _open_checked(_check_kspace_file, kspace_path)
             max_value = _open_checked(_check_image_file, image_path, num_slices)
             category = category_of(kspace_path.name, mask, organ_default)
             self._infos.append(
-                _FileInfo(kspace_path, image_path, num_slices, mask, max_value, category)
+                _FileInfo(kspace_path, image_path, num_slices, shape, mask, max_value, category)
             )
         self._index = [
             (file_idx, slice_idx)
@@ -191,6 +193,11 @@ class SNUSliceDataset(Dataset):
     def categories(self) -> list[str]:
         """The category of every slice, in dataset order."""
         return [self._infos[file_idx].category for file_idx, _ in self._index]
+
+    def largest_slice(self) -> int:
+        """Index of a slice of the largest (coils x height x width) shape: a step's memory worst case."""
+        file_idx = max(range(len(self._infos)), key=lambda i: int(np.prod(self._infos[i].shape)))
+        return self._index.index((file_idx, self._infos[file_idx].num_slices // 2))
 
     def __len__(self) -> int:
         return len(self._index)

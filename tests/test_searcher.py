@@ -123,3 +123,25 @@ def test_warm_start_points_run_first(tmp_path):
     searcher = SearchSpaceSearcher(_spec(tmp_path, text))
     first = searcher.suggest("t0")
     assert (first["model.num_cascades"], first["model.chans"], first["model.sens_chans"]) == (2, 4, 3)
+
+
+def test_an_infeasible_trial_is_pruned_without_a_value_and_never_retried(tmp_path):
+    from tuner.trainable import infeasible_result
+
+    spec = _spec(tmp_path, SPACE.replace("{choice: [1, 2]}", "1").replace("{choice: [2, 4]}", "2"))
+    repeats = []
+    searcher = SearchSpaceSearcher(spec, on_repeat=lambda repeat, all_repeats: repeats.append(repeat))
+    first = searcher.suggest("big")
+    result = {**infeasible_result(0, "out of memory"), "training_iteration": 1}
+    searcher.on_trial_result("big", result)
+    searcher.on_trial_complete("big", result=result)
+    trial = searcher.study.get_trials()[0]
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {}
+    # TPE ranks a value-less pruned trial below every scored one; here it may propose it again.
+    second = searcher.suggest("next")
+    assert second != first
+    _run(searcher, "next", second, epochs=3)
+    assert searcher.suggest("more") == Searcher.FINISHED
+    assert repeats and {r.repeats_trial for r in repeats} <= {"t001", "t002"}
+    assert all(r.outcome == "reused" for r in repeats)
+    assert [r.repeats_trial for r in searcher.duplicates] == [r.repeats_trial for r in repeats]

@@ -64,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     final.add_argument("--resume", action="store_true", help="continue an interrupted finalize")
     final.set_defaults(command=_finalize)
 
+    memory = commands.add_parser("memory", help="measure one training step's parameters, peak memory and time "
+                                                "for a space's corner configurations and given configs")
+    memory.add_argument("space", type=Path, nargs="?", help="search-space YAML (optional with --config)")
+    memory.add_argument("--shape", help="coils,height,width of a synthetic k-space slice, e.g. 16,768,396 "
+                                        "(default: the largest training slice of --data, else of the demo data)")
+    memory.add_argument("--data", type=Path, help="data root whose largest training slice is measured")
+    memory.add_argument("--config", type=Path, action="append", default=[],
+                        help="also measure this trial config YAML ({model: ..., train: ...}); repeatable")
+    memory.add_argument("--budget", type=float, help="memory budget in GB (default: the space's "
+                                                     "resources.vram_budget_gb, else 8)")
+    memory.set_defaults(command=_memory)
+
     demo = commands.add_parser("demo-data", help="write the simulated demo dataset in the SNU challenge layout")
     demo.add_argument("--out", type=Path, required=True, help="new directory to write")
     demo.add_argument("--seed", type=int, default=0)
@@ -128,6 +140,34 @@ def _finalize(args: argparse.Namespace) -> int:
     finalize(FinalizeOptions(storage=args.storage.resolve(), search=args.search, epochs=args.epochs,
                              resume=args.resume, registered_name=args.registered_name))
     return 0
+
+
+def _memory(args: argparse.Namespace) -> int:
+    if args.space is None and not args.config:
+        raise SpecError("memory: name a search-space YAML, or give --config")
+    if args.budget is not None and args.budget <= 0:
+        raise SpecError(f"--budget: expected a positive number of GB, got {args.budget}")
+    shape = _parse_shape(args.shape) if args.shape is not None else None
+    spec = load_spec(args.space) if args.space is not None else None
+    from tuner.memory_report import SliceSource, corner_configs, load_config_file, memory_report
+
+    configs = (corner_configs(spec) if spec else []) + [load_config_file(path) for path in args.config]
+    root = args.data or (spec.data_root if spec else None)
+    if shape is None and root is None:
+        from tuner.data_root import demo_spec, ensure_demo_data
+
+        root, _ = ensure_demo_data(demo_spec(spec.demo if spec else {}))
+    budget_gb = args.budget or (spec.resources.vram_budget_gb if spec else 8.0)
+    memory_report(configs, SliceSource(shape, root), budget_gb, sys.stdout)
+    return 0
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise SpecError(f"--shape: expected three positive integers coils,height,width like 16,768,396, got {text!r}")
+    coils, height, width = (int(p) for p in parts)
+    return coils, height, width
 
 
 def _demo_data(args: argparse.Namespace) -> int:

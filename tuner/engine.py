@@ -9,7 +9,6 @@ weights, optimiser, schedule, the completed epoch count and every RNG.
 from __future__ import annotations
 
 import random
-import resource
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from data.transforms import crop_or_pad
 from models import build_model, count_parameters
 from tuner.config import TrainConfig, TrialConfig
 from tuner.loss import LeaderboardLoss
+from tuner.memory import MIB, MemoryMeter
 from tuner.metrics import SSIMAccumulator, SSIMSummary, category_parts, leaderboard_ssim
 
 
@@ -72,12 +72,12 @@ class Trainer:
         self.loss_fn = LeaderboardLoss(self.train_config.loss_ssim_weight, self.train_config.loss_l1_weight)
         self.autocast_dtype = _autocast_dtype(self.train_config.mixed_precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+        self.memory = MemoryMeter(self.device)
         self.epoch = 0
 
     def run_epoch(self, train_batches: Iterable[Any], val_batches: Iterable[Any]) -> EpochResult:
         """Train one epoch, step the schedule, validate; returns the epoch's numbers."""
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        self.memory.reset_peak()
         lr = self.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         train_loss = self.train_epoch(train_batches)
@@ -88,7 +88,7 @@ class Trainer:
         self.epoch += 1
         return EpochResult(
             epoch=self.epoch, train_loss=train_loss, val=summary, lr=lr, train_seconds=train_seconds,
-            val_seconds=time.perf_counter() - start, peak_memory_mb=self._peak_memory_mb(),
+            val_seconds=time.perf_counter() - start, peak_memory_mb=self.memory.peak_bytes() / MIB,
         )
 
     def train_epoch(self, batches: Iterable[Any]) -> float:
@@ -98,22 +98,26 @@ class Trainer:
         total, count = 0.0, 0
         self.optimizer.zero_grad(set_to_none=True)
         for count, batch in enumerate(batches, start=1):
-            with self._autocast():
-                output = self.forward(batch)
-            loss = self.loss_fn(output, batch.target.to(self.device), batch.max_value.to(self.device),
-                                [category_parts(c)[0] for c in batch.category])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at {batch.fname[0]} slice "
-                                         f"{int(batch.slice_idx[0])}")
-            self.scaler.scale(loss / accumulate).backward()
+            total += self.backward(batch, accumulate)
             if count % accumulate == 0:
                 self._optimizer_step()
-            total += loss.item()
         if count == 0:
             raise ValueError("the training set yielded no batches")
         if count % accumulate:
             self._optimizer_step()
         return total / count
+
+    def backward(self, batch: Any, accumulate: int = 1) -> float:
+        """Forward, loss and backward for one batch, gradients added to `.grad`; returns the loss."""
+        with self._autocast():
+            output = self.forward(batch)
+        loss = self.loss_fn(output, batch.target.to(self.device), batch.max_value.to(self.device),
+                            [category_parts(c)[0] for c in batch.category])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at {batch.fname[0]} slice "
+                                     f"{int(batch.slice_idx[0])}")
+        self.scaler.scale(loss / accumulate).backward()
+        return loss.item()
 
     @torch.no_grad()
     def validate(self, batches: Iterable[Any]) -> SSIMSummary:
@@ -166,12 +170,6 @@ class Trainer:
         if self.autocast_dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    def _peak_memory_mb(self) -> float:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        # On the CPU the process's peak resident set is the honest figure (it never goes down).
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

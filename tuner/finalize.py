@@ -23,11 +23,10 @@ import yaml
 import models
 from tuner.config import TrialConfig
 from tuner.engine import Trainer
-from tuner.loaders import TrialData
 from tuner.errors import FinalizeError
+from tuner.loaders import TrialData
 from tuner.records import SearchRecord, write_json
 from tuner.tracking import Run, child_runs, ui_command
-
 
 
 @dataclass(frozen=True)

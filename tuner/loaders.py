@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Subset
+from torch.utils.data import DataLoader, RandomSampler, Subset, default_collate
 
 from data.snu import SNUSliceDataset
 from tuner.config import TrainConfig
@@ -29,6 +30,11 @@ class TrialData:
             self.val: torch.utils.data.Dataset = Subset(val, sorted(set(keep.tolist())))
         else:
             self.val = val
+
+    def largest_batch(self) -> Any:
+        """The training set's largest slice, repeated to the batch size: the memory worst case of a step."""
+        sample = self.train[self.train.largest_slice()]
+        return default_collate([sample] * self.config.batch_size)
 
     def train_loader(self, epoch: int) -> DataLoader:
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)

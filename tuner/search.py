@@ -8,11 +8,12 @@ starts or joins Ray, runs the Tuner, and leaves behind `<storage>/<name>/search.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,11 +23,10 @@ from ray.tune.schedulers import ASHAScheduler
 
 from tuner.errors import SearchError
 from tuner.records import SearchRecord, TrialSummary
-from tuner.searcher import METRIC, MODE, SearchSpaceSearcher
+from tuner.searcher import INFEASIBLE, METRIC, MODE, Duplicate, SearchSpaceSearcher, trial_label
 from tuner.spec import SearchSpec
-from tuner.trainable import TrialContext, run_trial
 from tuner.tracking import STATUS_TAG, Run, child_runs, ensure_experiment, ui_command
-
+from tuner.trainable import TrialContext, run_trial
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,7 @@ def _trial_resources(spec: SearchSpec) -> tuple[dict[str, float], int]:
 
 
 def trial_name(trial: Any) -> str:
-    """t001, t002, ... in the order the searcher created them."""
-    return f"t{int(trial.experiment_tag.split('_')[0]):03d}"
+    return trial_label(int(trial.experiment_tag.split("_")[0]))
 
 
 def trial_dirname(trial: Any) -> str:
@@ -142,7 +141,8 @@ def _make_tuner(spec: SearchSpec, options: SearchOptions, record: SearchRecord, 
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, search_alg=SearchSpaceSearcher(spec),
+            metric=METRIC, mode=MODE,
+            search_alg=SearchSpaceSearcher(spec, RepeatLog(record.tracking_uri, record.parent_run_id)),
             scheduler=ASHAScheduler(time_attr="epoch", max_t=spec.asha.max_epochs,
                                     grace_period=spec.asha.grace_period,
                                     reduction_factor=spec.asha.reduction_factor),
@@ -159,6 +159,21 @@ def _make_tuner(spec: SearchSpec, options: SearchOptions, record: SearchRecord, 
     )
 
 
+@dataclass(frozen=True)
+class RepeatLog:
+    """Says on the console and in the parent MLflow run (repeats.json) when TPE proposed a configuration again."""
+
+    tracking_uri: str
+    parent_run_id: str
+
+    def __call__(self, repeat: Duplicate, repeats: list[Duplicate]) -> None:
+        how = "reused its result" if repeat.outcome == "reused" else "it is still training"
+        print(f"  TPE proposed {repeat.repeats_trial}'s configuration again ({how}); sampling anew", flush=True)
+        parent = Run(self.tracking_uri, self.parent_run_id)
+        parent.log_text(json.dumps([asdict(d) for d in repeats], indent=2), "repeats.json")
+        parent.set_tags({"repeats_skipped": len(repeats)})
+
+
 class TrialEvents(tune.Callback):
     """Prints one line per trial epoch and end, and ends each trial's MLflow run as Tune decided.
 
@@ -173,15 +188,21 @@ class TrialEvents(tune.Callback):
         self.max_epochs = max_epochs
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get(INFEASIBLE):
+            return  # said once, when the trial completes
         print(f"  {trial_name(trial)}  epoch {result['epoch']}/{self.max_epochs}  val SSIM {result[METRIC]:.4f}"
               f"  loss {result['train_loss']:.4f}  {result['epoch_seconds']:.1f} s", flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         epoch = result.get("epoch", 0)
-        status = "completed" if epoch >= self.max_epochs else "stopped early"
-        how = status if epoch >= self.max_epochs else f"stopped early by ASHA after epoch {epoch}"
-        print(f"  {trial_name(trial)}  {how}  val SSIM {result.get(METRIC, float('nan')):.4f}", flush=True)
+        if result.get(INFEASIBLE):
+            status = "infeasible"
+            print(f"  {trial_name(trial)}  infeasible: {result.get('infeasible_reason', 'out of memory')}", flush=True)
+        else:
+            status = "completed" if epoch >= self.max_epochs else "stopped early"
+            how = status if epoch >= self.max_epochs else f"stopped early by ASHA after epoch {epoch}"
+            print(f"  {trial_name(trial)}  {how}  val SSIM {result.get(METRIC, float('nan')):.4f}", flush=True)
         self._end_runs(trial.trial_id, status)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -215,8 +236,13 @@ def _finish_record(record: SearchRecord, results: tune.ResultGrid) -> SearchReco
         if run is not None and run.info.status == "RUNNING":
             Run(record.tracking_uri, run.info.run_id).finish(status)
         metrics = result.metrics or {}
+        if metrics.get(INFEASIBLE):
+            status = "infeasible"
+        val_ssim = metrics.get(METRIC)
+        if val_ssim is not None and math.isnan(val_ssim):
+            val_ssim = None
         trials.append(TrialSummary(name=name, trial_id=trial_id, status=status, epochs=int(metrics.get("epoch", 0)),
-                                   val_ssim=metrics.get(METRIC), config=dict(result.config or {})))
+                                   val_ssim=val_ssim, config=dict(result.config or {})))
     record.trials = sorted(trials, key=lambda t: t.name)
     finished = [t for t in record.trials if t.val_ssim is not None and t.status in ("completed", "stopped early")]
     if finished:

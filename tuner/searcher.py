@@ -1,4 +1,4 @@
-"""Ray Tune's OptunaSearch (TPE), corrected in the two ways that matter with ASHA and small spaces.
+"""Ray Tune's OptunaSearch (TPE), corrected in the ways that matter with ASHA, small spaces and a memory budget.
 
 1. A trial that ASHA stopped before the last epoch is told to Optuna as PRUNED with its last value as
    an intermediate value at its last epoch. Stock OptunaSearch tells it COMPLETE with that early,
@@ -7,12 +7,13 @@
    identical points in categorical spaces; `suggest` detects that, tells Optuna the earlier trial's
    outcome for the repeat (a real observation of that point) and asks again. When only repeats come
    back the space is exhausted and the search ends.
+3. A trial that ran out of memory (reported with `infeasible` set) is PRUNED with no value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -22,22 +23,37 @@ from ray.tune.search.optuna import OptunaSearch
 from tuner.spec import SearchSpec
 
 METRIC, MODE = "val_ssim", "max"
+INFEASIBLE = "infeasible"
 MAX_ASKS_PER_SUGGESTION = 64
 
 
 @dataclass(frozen=True)
 class Duplicate:
-    """A configuration TPE proposed again: the Optuna trial number of the repeat and the trial it repeats."""
+    """A configuration TPE proposed again, and what the searcher did instead of training it twice.
+
+    `outcome` is "reused" (Optuna was told the earlier trial's result for the repeat) or "pending" (the
+    earlier trial was still training, so the repeat was told FAIL); either way a new sample was asked for.
+    """
 
     optuna_number: int
-    repeats_trial: str
+    repeats_trial: str  # the earlier trial's name, t001, t002, ...
     config: str
+    outcome: str
+
+
+# Called with each repeat and the full list so far; must pickle (Tune checkpoints the searcher).
+RepeatListener = Callable[[Duplicate, list[Duplicate]], None]
+
+
+def trial_label(number: int) -> str:
+    """t001, t002, ...: Tune numbers the trials it creates from 1 in the order the searcher suggests them."""
+    return f"t{number:03d}"
 
 
 class SearchSpaceSearcher(OptunaSearch):
     """TPE over a `SearchSpec`, with early-stopped trials PRUNED and repeated configurations skipped."""
 
-    def __init__(self, spec: SearchSpec) -> None:
+    def __init__(self, spec: SearchSpec, on_repeat: RepeatListener | None = None) -> None:
         super().__init__(
             space=spec.sample, metric=METRIC, mode=MODE,
             points_to_evaluate=[dict(p) for p in spec.search.points_to_evaluate] or None,
@@ -46,8 +62,10 @@ class SearchSpaceSearcher(OptunaSearch):
         self._spec = spec
         self._max_epochs = spec.asha.max_epochs
         self._trial_of_config: dict[str, str] = {}
+        self._label: dict[str, str] = {}
         self._reported_steps: dict[str, set[int]] = {}
         self.duplicates: list[Duplicate] = []
+        self._on_repeat = on_repeat
 
     @property
     def study(self) -> optuna.Study:
@@ -62,20 +80,33 @@ class SearchSpaceSearcher(OptunaSearch):
             if earlier is None:
                 self._ot_trials[trial_id] = ot_trial
                 self._trial_of_config[key] = trial_id
+                self._label[trial_id] = trial_label(len(self._trial_of_config))
                 self._reported_steps[trial_id] = set()
                 return params
-            self.duplicates.append(Duplicate(ot_trial.number, earlier, key))
-            if not self._tell_as_repeat(ot_trial, self._ot_trials[earlier]):
+            reused = self._tell_as_repeat(ot_trial, self._ot_trials[earlier])
+            self.duplicates.append(Duplicate(ot_trial.number, self._label[earlier], key,
+                                             "reused" if reused else "pending"))
+            if self._on_repeat is not None:
+                self._on_repeat(self.duplicates[-1], list(self.duplicates))
+            if not reused:
                 return None  # the original is still training; ask again once it has a result
         return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if result.get(INFEASIBLE):
+            return  # no SSIM to learn from; on_trial_complete prunes it
         super().on_trial_result(trial_id, result)
         self._reported_steps[trial_id].add(result["training_iteration"])
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
+        if result and not error and result.get(INFEASIBLE):
+            # Pruned without a value ranks below every scored trial in TPE, steering it away from
+            # configurations too large for the budget; a FAIL would teach it nothing.
+            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
         if result and not error and result.get(METRIC) is not None:
             ot_trial = self._ot_trials[trial_id]
             step = result["training_iteration"]

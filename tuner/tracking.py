@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 PARENT_TAG = "mlflow.parentRunId"
 STATUS_TAG = "status"
+INFEASIBLE_TAG = "infeasible_reason"
 # MLflow's run states for our statuses; a stopped-early trial finished as its scheduler intended.
 RUN_STATES = {"completed": "FINISHED", "stopped early": "FINISHED", "infeasible": "FINISHED", "failed": "FAILED",
               "interrupted": "KILLED"}

@@ -3,6 +3,11 @@
 Path of a trial: Tune config (flat dict) -> `TrialConfig` -> `Trainer` + `TrialData` -> epochs ->
 `tune.report(metrics, checkpoint)` and an MLflow child run of the search's parent run.
 
+Before epoch 1 the trial runs one training step on the largest training slice under the memory
+budget (`tuner.feasibility`). A configuration that runs out of memory there, or later, ends as
+*infeasible*: its run is tagged with the reason and its one report carries no SSIM, which the
+searcher tells Optuna as pruned; the search goes on.
+
 ASHA stops a trial by raising SystemExit inside `tune.report`, so everything a finished epoch owes
 (MLflow metrics, the checkpoint, the status tag) happens before the report, and the MLflow run is
 ended in `finally`.
@@ -22,8 +27,11 @@ from ray import tune
 
 from tuner.config import TrialConfig
 from tuner.engine import Trainer
+from tuner.feasibility import OutOfBudget, measure_training_step, warm_up
 from tuner.loaders import TrialData
-from tuner.tracking import PARENT_TAG, Run
+from tuner.memory import GIB, cap_device_memory, is_out_of_memory
+from tuner.searcher import INFEASIBLE, METRIC
+from tuner.tracking import INFEASIBLE_TAG, PARENT_TAG, Run
 
 STATE_FILE = "state.pt"
 
@@ -54,16 +62,22 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     else:
         run = Run.reopen(context.tracking_uri, state["mlflow_run_id"])
     status = "failed"
+    trainer: Trainer | None = None
     try:
-        cap_gpu_memory(context.vram_budget_gb)
         trainer = Trainer(trial_config, total_epochs=context.max_epochs)
+        data = TrialData(Path(context.data_root), trial_config.train)
+        budget = int(context.vram_budget_gb * GIB)
+        cap_device_memory(trainer.device, budget)
         if state is None:
             run.log_params({**trial_config.flat(), "num_parameters": trainer.num_parameters,
                             "device": trainer.device.type})
             run.log_text(yaml.safe_dump(trial_config.as_dict(), sort_keys=False), "config.yaml")
+            warm_up(trainer.device)
+            step = measure_training_step(trainer, data.largest_batch(), budget)
+            run.log_metrics({"step_peak_memory_mb": step.peak_mb, "step_seconds": step.seconds}, step=0)
+            run.set_tags({"step_shape": "x".join(map(str, step.shape))})
         else:
             trainer.load_state_dict(state)
-        data = TrialData(Path(context.data_root), trial_config.train)
         while trainer.epoch < context.max_epochs:
             result = trainer.run_epoch(data.train_loader(trainer.epoch), data.val_loader())
             metrics = result.metrics()
@@ -73,20 +87,23 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                 torch.save({**trainer.state_dict(), "mlflow_run_id": run.run_id}, Path(tmp) / STATE_FILE)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
         status = "completed"
-    except Exception:
-        status = "failed"
-        run.log_text(traceback.format_exc(), "error.txt")
-        raise
+    except Exception as exc:
+        if not isinstance(exc, OutOfBudget) and not is_out_of_memory(exc):
+            status = "failed"
+            run.log_text(traceback.format_exc(), "error.txt")
+            raise
+        # Not a crash: this configuration needs more memory than the budget, and the search goes on.
+        status = "infeasible"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run.set_tags({INFEASIBLE_TAG: reason})
+        tune.report(infeasible_result(trainer.epoch if trainer else 0, reason))
     finally:
         run.finish(status)
 
 
-def cap_gpu_memory(budget_gb: float) -> None:
-    """Limit this process's CUDA allocations to the budget, so what fits here fits an 8 GB card."""
-    if not torch.cuda.is_available():
-        return
-    total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, budget_gb * 2**30 / total))
+def infeasible_result(epoch: int, reason: str) -> dict[str, Any]:
+    """The report of a trial that ran out of memory: no SSIM (NaN), flagged for the searcher and the log."""
+    return {"epoch": epoch, METRIC: float("nan"), INFEASIBLE: 1, "infeasible_reason": reason}
 
 
 def _load_checkpoint() -> dict[str, Any] | None:

@@ -1,0 +1,67 @@
+"""`python -m tuner memory`: corner configurations, given configs, real measurements, clear errors."""
+
+import textwrap
+
+import pytest
+import yaml
+
+from models import build_model, count_parameters
+from tests.conftest import ROOT, TINY_SPACE
+from tuner.cli import main
+from tuner.memory_report import corner_configs
+from tuner.spec import load_spec
+
+
+def test_corners_take_every_range_and_numeric_choice_at_its_ends():
+    smallest, largest, warm = corner_configs(load_spec(ROOT / "search_spaces" / "fivarnet.yaml"))[:3]
+    assert (smallest.label, largest.label, warm.label) == ("smallest", "largest", "warm start 1")
+    low, high = smallest.config.model, largest.config.model
+    assert (low["feature_cascades"], low["feature_chans"], low["sens_chans"], low["attention"]) == (2, 6, 4, "none")
+    assert (high["feature_cascades"], high["feature_chans"], high["sens_chans"], high["attention"]) == (5, 12, 8, "lska")
+    assert high["attention_kernel"] == 11
+    assert smallest.config.train.lr < largest.config.train.lr
+
+
+def test_memory_measures_the_space_and_a_given_config(tmp_path, capsys):
+    given = tmp_path / "wide.yaml"
+    given.write_text(yaml.safe_dump({"model": {"name": "varnet", "num_cascades": 2, "chans": 8, "pools": 2,
+                                               "sens_chans": 2, "sens_pools": 2}}))
+    assert main(["memory", str(TINY_SPACE), "--shape", "2,32,24", "--config", str(given)]) == 0
+    out = capsys.readouterr().out
+    assert "a synthetic 2x32x24 slice, budget 8 GB" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("smallest", "largest", "wide"))}
+    assert set(rows) == {"smallest", "largest", "wide"}
+    wide = build_model({"name": "varnet", "num_cascades": 2, "chans": 8, "pools": 2, "sens_chans": 2,
+                        "sens_pools": 2})
+    assert f"{count_parameters(wide) / 1e6:.2f}M" in rows["wide"]
+    for line in rows.values():
+        assert line.count(" MB") == 2 and ">" not in line
+
+
+def test_a_budget_too_small_for_anything_says_so(capsys):
+    assert main(["memory", str(TINY_SPACE), "--shape", "2,32,24", "--budget", "0.001"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("smallest", "largest"))]
+    assert len(rows) == 2
+    assert all(line.count("> 1 MB") == 2 for line in rows)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["memory", str(TINY_SPACE), "--shape", "2,32"], "--shape: expected three positive integers"),
+    (["memory", str(TINY_SPACE), "--shape", "2,0,32"], "--shape: expected three positive integers"),
+    (["memory"], "memory: name a search-space YAML, or give --config"),
+    (["memory", str(TINY_SPACE), "--budget", "-1"], "--budget: expected a positive number"),
+])
+def test_bad_arguments_are_one_line_errors(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_bad_config_file_names_itself(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent("""\
+        model: {name: varnet, num_cascades: 0}
+    """))
+    assert main(["memory", "--config", str(bad), "--shape", "2,32,24"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "num_cascades" in err

@@ -1,0 +1,167 @@
+"""`python -m tuner memory`: what one training step of a space's configurations needs, measured here.
+
+For the space's smallest and largest corners, its warm-start points and any given configuration, the
+report builds the model, runs one real training step (`tuner.feasibility`) with activation
+checkpointing off and on, and prints parameters, peak memory, step time and whether it fits the budget.
+The slice is either a synthetic one of a given (coils, height, width) or the largest training slice of
+a data root, exactly what a trial's probe would use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+import yaml
+
+from tuner.config import ConfigError, TrainConfig, TrialConfig
+from tuner.engine import Trainer, pick_device
+from tuner.feasibility import OutOfBudget, StepMeasurement, measure_training_step, synthetic_batch, warm_up
+from tuner.loaders import TrialData
+from tuner.memory import GIB, format_bytes, is_out_of_memory
+from tuner.spec import Param, SearchSpec
+
+
+@dataclass(frozen=True)
+class NamedConfig:
+    label: str
+    config: TrialConfig
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """One configuration's measurements; a measurement is None where the step did not fit."""
+
+    label: str
+    config: TrialConfig
+    num_parameters: int
+    plain: StepMeasurement | None
+    checkpointed: StepMeasurement | None
+
+
+def corner_configs(spec: SearchSpec) -> list[NamedConfig]:
+    """The space's smallest and largest corners, then its warm-start points, as trial configs."""
+    out = [NamedConfig("smallest", spec.trial_config(_corner(spec.params, spec.fixed, largest=False))),
+           NamedConfig("largest", spec.trial_config(_corner(spec.params, spec.fixed, largest=True)))]
+    for i, point in enumerate(spec.search.points_to_evaluate, start=1):
+        out.append(NamedConfig(f"warm start {i}", spec.trial_config(point)))
+    return out
+
+
+def load_config_file(path: Path) -> NamedConfig:
+    """A trial config YAML (`{model: {...}, train: {...}}`, as trials and finalize write it)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read a config YAML ({exc})") from None
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("model"), Mapping):
+        raise ConfigError(f"{path}: expected a mapping with a 'model:' section (and optionally 'train:')")
+    unknown = sorted(set(raw) - {"model", "train"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key '{unknown[0]}' (expected model, train)")
+    train = raw.get("train") or {}
+    if not isinstance(train, Mapping):
+        raise ConfigError(f"{path}: 'train:' must be a mapping")
+    flat = {f"model.{k}": v for k, v in raw["model"].items()}
+    flat.update({f"train.{k}": v for k, v in train.items()})
+    try:
+        return NamedConfig(path.stem, TrialConfig.from_flat(flat))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+class SliceSource:
+    """The batch a step is measured on: a synthetic slice of `shape`, or the largest training slice of `root`."""
+
+    def __init__(self, shape: tuple[int, int, int] | None, root: Path | None) -> None:
+        if (shape is None) == (root is None):
+            raise ValueError("give exactly one of shape and root")
+        self.shape = shape
+        self.root = root
+        self._batches: dict[int, Any] = {}
+
+    def describe(self) -> str:
+        if self.shape is not None:
+            return f"a synthetic {'x'.join(map(str, self.shape))} slice"
+        return f"the largest training slice of {self.root}"
+
+    def batch(self, batch_size: int) -> Any:
+        if batch_size not in self._batches:
+            if self.shape is not None:
+                self._batches[batch_size] = synthetic_batch(self.shape, batch_size)
+            else:
+                self._batches[batch_size] = TrialData(self.root, TrainConfig(batch_size=batch_size)).largest_batch()
+        return self._batches[batch_size]
+
+
+def memory_report(configs: list[NamedConfig], source: SliceSource, budget_gb: float, out: TextIO) -> list[MemoryRow]:
+    """Measure every configuration (checkpointing off and on), printing progress and then the table."""
+    device = pick_device()
+    budget = int(budget_gb * GIB)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU (float32, no autocast)"
+    print(f"one training step on {where}, {source.describe()}, budget {format_bytes(budget)}", file=out, flush=True)
+    warm_up(device)
+    rows = []
+    for named in configs:
+        rows.append(measure(named, source, budget, device))
+        print(f"  measured {named.label}", file=out, flush=True)
+    print_report(rows, budget, out)
+    return rows
+
+
+def measure(named: NamedConfig, source: SliceSource, budget_bytes: int, device: torch.device) -> MemoryRow:
+    """Measure one configuration with checkpointing off and on."""
+    results: dict[bool, StepMeasurement | None] = {}
+    num_parameters = 0
+    for checkpointing in (False, True):
+        model = {**named.config.model, "checkpointing": checkpointing}
+        config = dataclasses.replace(named.config, model=model)
+        try:
+            trainer = Trainer(config, total_epochs=1, device=device)
+            num_parameters = trainer.num_parameters
+            results[checkpointing] = measure_training_step(trainer, source.batch(config.train.batch_size), budget_bytes)
+        except Exception as exc:
+            # Weights alone may not fit either; any way of running out counts as not fitting.
+            if not isinstance(exc, OutOfBudget) and not is_out_of_memory(exc):
+                raise
+            results[checkpointing] = None
+        finally:
+            trainer = None
+            gc.collect()
+    return MemoryRow(named.label, named.config, num_parameters, results[False], results[True])
+
+
+def print_report(rows: list[MemoryRow], budget_bytes: int, out: TextIO) -> None:
+    print(f"{'':12} {'configuration':44} {'params':>8}  {'peak, no ckpt':>15} {'peak, ckpt':>15}  "
+          f"{'step s (no / ckpt)':>18}", file=out)
+    for row in rows:
+        print(f"{row.label:12} {row.config.short_name():44} {row.num_parameters / 1e6:7.2f}M  "
+              f"{_peak(row.plain, budget_bytes):>15} {_peak(row.checkpointed, budget_bytes):>15}  "
+              f"{_seconds(row.plain):>8} / {_seconds(row.checkpointed):<8}", file=out)
+
+
+def _peak(step: StepMeasurement | None, budget_bytes: int) -> str:
+    return f"> {format_bytes(budget_bytes)}" if step is None else format_bytes(step.peak_bytes)
+
+
+def _seconds(step: StepMeasurement | None) -> str:
+    return "-" if step is None else f"{step.seconds:.2f}"
+
+
+def _corner(params: tuple[Param, ...], fixed: Mapping[str, Any], largest: bool) -> dict[str, Any]:
+    """Each range at one end, each choice at its extreme: by value for numbers, by order otherwise."""
+    config: dict[str, Any] = dict(fixed)
+    for param in params:
+        if not param.active(config):
+            continue
+        corners = param.corners()
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in corners):
+            config[param.key] = max(corners) if largest else min(corners)
+        else:
+            config[param.key] = corners[-1] if largest else corners[0]
+    return {k: v for k, v in config.items() if k not in fixed}
