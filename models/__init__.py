@@ -6,14 +6,20 @@
 
 from models.config import FIVARNET_2025, FIVarNetConfig, VarNetConfig
 from models.fivarnet import FIVarNet
-from models.registry import MODEL_CONFIGS, ModelConfig, build_model, count_parameters, parse_config
+from models.registry import (
+    MODEL_CONFIGS,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    parse_config,
+)
 from models.varnet import VarNet
 
 __all__ = [
     "FIVARNET_2025",
+    "MODEL_CONFIGS",
     "FIVarNet",
     "FIVarNetConfig",
-    "MODEL_CONFIGS",
     "ModelConfig",
     "VarNet",
     "VarNetConfig",

@@ -78,7 +78,8 @@ class FIVarNetConfig:
     """FI-VarNet hyperparameters; the defaults are a small model (see `FIVARNET_2025` for a large one).
 
     attention_cascades None means every feature cascade; attention_depth counts U-Net levels from the
-    bottleneck up; extra_conv_every 0 disables the extra residual convs.
+    bottleneck up; extra_conv_every 0 disables the extra residual convs; aliasing_attention adds
+    block-wise aliasing attention (models.aliasing) to every feature cascade.
     """
 
     NAME: ClassVar[str] = "fivarnet"
@@ -98,6 +99,7 @@ class FIVarNetConfig:
     attention_kernel: AttentionKernel = 7
     attention_cascades: int | None = None
     attention_depth: int = 3
+    aliasing_attention: bool = False
     checkpointing: bool = False
 
     def __post_init__(self) -> None:
@@ -117,6 +119,7 @@ class FIVarNetConfig:
         check.choice("attention_kernel", get_args(AttentionKernel))
         check.integer("attention_cascades", 0, self.feature_cascades, optional=True)
         check.integer("attention_depth", 1, self.unet_pools + 1)
+        check.boolean("aliasing_attention")
         check.boolean("checkpointing")
 
 

@@ -4,8 +4,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.aliasing import AliasingAttention, aliasing_factor
 from models.feature_unet import FeatureUnet
-from models.fft import channels_to_complex, complex_to_channels, rss_image, sens_expand, sens_reduce
+from models.fft import (
+    channels_to_complex,
+    complex_to_channels,
+    rss_image,
+    sens_expand,
+    sens_reduce,
+)
 from models.sensitivity import SensitivityModel
 from models.unet import NormUnet
 from models.varnet import VarNetBlock, call_cascade
@@ -51,13 +58,18 @@ def _extra_conv(chans: int) -> nn.Sequential:
 
 
 class FeatureCascade(nn.Module):
-    """One feature cascade: f <- IN(f); f - eta * Enc(R(M(E(Dec(f)) - k_measured))) - U(f).
+    """One feature cascade: f <- IN(f); f - eta * Enc(R(M(E(Dec(f)) - k_measured))) - U(A(f)).
 
     features (B, F, H, W); ref_kspace and sens_maps (B, C, H, W, 2); mask bool (B, 1, 1, W, 1);
     mean, var (B, 2, 1, 1) are the statistics of the initial coil-combined image. As in the reference
     implementation, the data-consistency residual passes through the same encoder (standardisation
     included) as the image. eta (`dc_weight`) starts at 1. With `extra_conv`, the result is
     instance-normed and a residual pair of 5x5 convs is added.
+
+    A is the identity, or with `aliasing_attention` an `AliasingAttention` driven by `factor` (B,),
+    each sample's acceleration. As in the paper's reference code it feeds only the U-Net: the
+    regulariser sees each pixel together with its aliased copies, while the identity path and the
+    data-consistency residual still act on the features the cascade received.
     """
 
     def __init__(
@@ -67,6 +79,7 @@ class FeatureCascade(nn.Module):
         unet: FeatureUnet,
         feature_chans: int,
         extra_conv: bool,
+        aliasing_attention: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -74,6 +87,7 @@ class FeatureCascade(nn.Module):
         self.unet = unet
         self.dc_weight = nn.Parameter(torch.ones(1))
         self.extra_conv = _extra_conv(feature_chans) if extra_conv else None
+        self.aliasing = AliasingAttention(feature_chans) if aliasing_attention else None
 
     def forward(
         self,
@@ -83,12 +97,18 @@ class FeatureCascade(nn.Module):
         sens_maps: torch.Tensor,
         mean: torch.Tensor,
         var: torch.Tensor,
+        factor: torch.Tensor | None = None,
     ) -> torch.Tensor:
         features = F.instance_norm(features)
         image = channels_to_complex(self.decoder(features, mean, var))
         residual = torch.where(mask, sens_expand(image, sens_maps) - ref_kspace, 0.0)
         dc_term = self.encoder(complex_to_channels(sens_reduce(residual, sens_maps)), mean, var)
-        features = features - self.dc_weight * dc_term - self.unet(features)
+        unet_input = features
+        if self.aliasing is not None:
+            if factor is None:
+                raise ValueError("FeatureCascade: aliasing attention needs the per-sample factor")
+            unet_input = self.aliasing(features, factor)
+        features = features - self.dc_weight * dc_term - self.unet(unet_input)
         if self.extra_conv is not None:
             features = F.instance_norm(features)
             features = features + self.extra_conv(features)
@@ -111,6 +131,9 @@ class FIVarNet(nn.Module):
     - attention ("none", "lka", "lska"), attention_kernel, attention_depth: the first
       `attention_cascades` feature cascades (all when None) use attention blocks in the
       `attention_depth` deepest levels of their feature U-Net (see `FeatureUnet`).
+    - aliasing_attention: every feature cascade applies block-wise aliasing attention before its
+      U-Net (see `FeatureCascade`), with each sample's R estimated from its own mask by
+      `models.aliasing.aliasing_factor`.
     - checkpointing: recompute each cascade's activations during backward.
     """
 
@@ -131,10 +154,12 @@ class FIVarNet(nn.Module):
         attention_kernel: int = 7,
         attention_cascades: int | None = None,
         attention_depth: int = 3,
+        aliasing_attention: bool = False,
         checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.checkpointing = checkpointing
+        self.aliasing_attention = aliasing_attention
         self.sens_net = SensitivityModel(sens_chans, sens_pools)
         self.encoder = FeatureEncoder(feature_chans)
         self.decoder = FeatureDecoder(feature_chans)
@@ -159,6 +184,7 @@ class FIVarNet(nn.Module):
                     unet,
                     feature_chans,
                     extra_conv=extra_conv_every > 0 and index % extra_conv_every == 0,
+                    aliasing_attention=aliasing_attention,
                 )
             )
         self.feature_cascades = nn.ModuleList(cascades)
@@ -181,10 +207,16 @@ class FIVarNet(nn.Module):
         # The floor only matters for an all-zero slice, which would otherwise divide by zero.
         var = image.var(dim=(-2, -1), unbiased=False, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
 
+        factor: tuple[torch.Tensor, ...] = ()
+        if self.aliasing_attention:
+            # On the host: every cascade groups its samples by R there, so this is the forward's only
+            # device sync for it. expand: one mask may serve the whole batch.
+            factor = (aliasing_factor(mask).cpu().expand(masked_kspace.shape[0]),)
+
         features = self.encoder(image, mean, var)
         for cascade in self.feature_cascades:
             features = call_cascade(
-                cascade, self.checkpointing, features, masked_kspace, mask, sens_maps, mean, var
+                cascade, self.checkpointing, features, masked_kspace, mask, sens_maps, mean, var, *factor
             )
         image = channels_to_complex(self.decoder(F.instance_norm(features), mean, var))
 
