@@ -5,7 +5,7 @@ import torch
 
 from tuner.config import TrialConfig
 from tuner.engine import Trainer
-from tuner.feasibility import OutOfBudget, measure_training_step
+from tuner.feasibility import OutOfBudget, fit_to_budget, measure_training_step
 from tuner.loaders import TrialData
 from tuner.memory import MIB, MemoryMeter, describe_out_of_memory, format_bytes, is_out_of_memory, memory_budget
 
@@ -78,3 +78,24 @@ def test_memory_is_quoted_the_way_people_quote_it():
     assert format_bytes(8 * 2**30) == "8 GB"
     assert format_bytes(1.5 * 2**30) == "1.5 GB"
     assert format_bytes(40 * MIB) == "40 MB"
+
+
+def _deep_config(checkpointing=False):
+    return TrialConfig.from_flat({
+        "model.name": "varnet", "model.num_cascades": 6, "model.chans": 8, "model.pools": 2, "model.sens_chans": 2,
+        "model.sens_pools": 2, "model.checkpointing": checkpointing, "train.batch_size": 8,
+    })
+
+
+def test_a_config_that_fits_only_with_checkpointing_gets_it(tiny_data):
+    # Measured here: about 170 MB without checkpointing, about 95 MB with it.
+    batch = TrialData(tiny_data, _deep_config().train).largest_batch()
+    cpu = torch.device("cpu")
+    trainer, step = fit_to_budget(_deep_config(), 1, batch, 130 * MIB, auto_checkpointing=True, device=cpu)
+    assert trainer.config.model["checkpointing"] is True
+    assert step.peak_bytes < 130 * MIB
+    with pytest.raises(OutOfBudget):
+        fit_to_budget(_deep_config(), 1, batch, 130 * MIB, auto_checkpointing=False, device=cpu)
+    # Within budget nothing changes.
+    trainer, _ = fit_to_budget(_deep_config(), 1, batch, 2**30, auto_checkpointing=True, device=cpu)
+    assert trainer.config.model["checkpointing"] is False

@@ -6,7 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from models import MODEL_CONFIGS, parse_config
+import torch
+
+from models import MODEL_CONFIGS, build_model, count_parameters, parse_config
 
 OPTIMIZERS = ("nadam", "adam", "adamw")
 SCHEDULERS = ("exponential", "cosine", "step", "none")
@@ -81,6 +83,11 @@ class TrialConfig:
             sections[section][name] = value
         return cls(model=complete_model_config(sections["model"]), train=build_train_config(sections["train"]))
 
+    @classmethod
+    def from_dict(cls, nested: Mapping[str, Any]) -> "TrialConfig":
+        """The inverse of `as_dict` (how checkpoints and config YAMLs store a configuration)."""
+        return cls(model=complete_model_config(nested["model"]), train=build_train_config(nested.get("train", {})))
+
     def short_name(self) -> str:
         """A run name that says the configuration briefly, e.g. "fivarnet 15+3 f12 u24 i18 s8 lska7"."""
         m = self.model
@@ -89,7 +96,9 @@ class TrialConfig:
         if m["name"] == "fivarnet":
             name = (f"fivarnet {m['feature_cascades']}+{m['image_cascades']} f{m['feature_chans']} "
                     f"u{m['unet_chans']} i{m['image_chans']} s{m['sens_chans']}")
-            return name if m["attention"] == "none" else f"{name} {m['attention']}{m['attention_kernel']}"
+            if m["attention"] != "none":
+                name = f"{name} {m['attention']}{m['attention_kernel']}"
+            return f"{name} alias" if m.get("aliasing_attention") else name
         return str(m["name"])
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
@@ -101,6 +110,12 @@ class TrialConfig:
         out = {f"model.{k}": v for k, v in self.model.items()}
         out.update({f"train.{k}": v for k, v in dataclasses.asdict(self.train).items()})
         return out
+
+
+def count_parameters_of(config: TrialConfig) -> int:
+    """The model's parameter count, built on the meta device: no memory, no time."""
+    with torch.device("meta"):
+        return count_parameters(build_model(dict(config.model)))
 
 
 def build_train_config(values: Mapping[str, Any]) -> TrainConfig:

@@ -64,6 +64,7 @@ class Trainer:
         self.config = config
         self.train_config: TrainConfig = config.train
         self.device = device or pick_device()
+        self.total_epochs = total_epochs
         torch.manual_seed(self.train_config.seed)
         self.model = build_model(dict(config.model)).to(self.device)
         self.num_parameters = count_parameters(self.model)

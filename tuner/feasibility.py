@@ -10,6 +10,8 @@ optimiser moments and activations.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -101,6 +103,31 @@ def measure_training_step(trainer: Trainer, batch: Any, budget_bytes: int | None
     if budget_bytes and peak > budget_bytes:
         raise OutOfBudget(budget_bytes, shape, f"measured peak {format_bytes(peak)}")
     return StepMeasurement(peak_bytes=peak, seconds=seconds, shape=shape)
+
+
+def fit_to_budget(config: TrialConfig, total_epochs: int, batch: Any, budget_bytes: int | None,
+                  auto_checkpointing: bool, device: torch.device | None = None) -> tuple[Trainer, StepMeasurement]:
+    """Build the trainer for `config` and measure one step of `batch` under the budget.
+
+    If the step does not fit and `auto_checkpointing` allows, the configuration is built again with
+    activation checkpointing (the same results for less memory and more time) and measured again.
+    Returns the trainer to train with (its `config` says whether checkpointing was turned on) and
+    its measured step; raises `OutOfBudget` when neither fits.
+    """
+    trainer = Trainer(config, total_epochs, device)
+    try:
+        return trainer, measure_training_step(trainer, batch, budget_bytes)
+    except OutOfBudget:
+        if not auto_checkpointing or config.model.get("checkpointing", True):
+            raise
+    device = trainer.device
+    del trainer  # before the second model exists, or the re-measurement would pay for both
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    checkpointed = Trainer(dataclasses.replace(config, model={**config.model, "checkpointing": True}),
+                           total_epochs, device)
+    return checkpointed, measure_training_step(checkpointed, batch, budget_bytes)
 
 
 def _ran_out(exc: BaseException, device: torch.device, budget_bytes: int | None) -> bool:

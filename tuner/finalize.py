@@ -24,8 +24,11 @@ import models
 from tuner.config import TrialConfig
 from tuner.engine import Trainer
 from tuner.errors import FinalizeError
+from tuner.feasibility import OutOfBudget, fit_to_budget
 from tuner.loaders import TrialData
+from tuner.memory import GIB, cap_device_memory
 from tuner.records import SearchRecord, write_json
+from tuner.spec import load_spec
 from tuner.tracking import Run, child_runs, ui_command
 
 
@@ -75,8 +78,15 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
     if state is not None:
         epochs = int(state["total_epochs"])
 
-    trainer = Trainer(config, total_epochs=epochs)
+    data = TrialData(Path(record.data_root), config.train)
+    resources = load_spec(record.space).resources
+    budget = int(resources.vram_budget_gb * GIB)
     if state is None:
+        try:
+            trainer, _ = fit_to_budget(config, epochs, data.largest_batch(), budget, resources.auto_checkpointing)
+        except OutOfBudget as exc:
+            final_dir.rmdir()  # created empty just above; leave nothing half-made behind
+            raise FinalizeError(f"{best.name} of {record.name}: {exc}") from None
         run = Run.start(record.tracking_uri, record.experiment_id, name=f"final {best.name} {config.short_name()}",
                         tags={"kind": "final", "final": "true", "search": record.name, "promoted_trial": best.name,
                               "promoted_run_id": _trial_run_id(record, best.trial_id), "model": config.model["name"]})
@@ -85,15 +95,17 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
         (final_dir / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
         best_epoch, best_ssim = 0, -np.inf
     else:
+        trainer = Trainer(TrialConfig.from_dict(state["config"]), total_epochs=epochs)
         trainer.load_state_dict(state)
+        cap_device_memory(trainer.device, budget)
         run = Run.reopen(record.tracking_uri, state["mlflow_run_id"])
         best_epoch, best_ssim = int(state["best_epoch"]), float(state["best_val_ssim"])
+    config = trainer.config
     print(f"finalizing {best.name} of {record.name} ({config.short_name()}, {trainer.num_parameters:,} parameters)"
           f" for {epochs} epochs on {trainer.device.type}; checkpoints in {final_dir}", file=out, flush=True)
 
     status = "failed"
     try:
-        data = TrialData(Path(record.data_root), config.train)
         start = time.perf_counter()
         first_epoch = trainer.epoch
         while trainer.epoch < epochs:

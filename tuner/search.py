@@ -125,7 +125,7 @@ def _make_tuner(spec: SearchSpec, options: SearchOptions, record: SearchRecord, 
     context = TrialContext(
         search_name=record.name, data_root=record.data_root, tracking_uri=record.tracking_uri,
         experiment_id=record.experiment_id, parent_run_id=record.parent_run_id, max_epochs=spec.asha.max_epochs,
-        vram_budget_gb=spec.resources.vram_budget_gb,
+        vram_budget_gb=spec.resources.vram_budget_gb, auto_checkpointing=spec.resources.auto_checkpointing,
     )
     # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1), on purpose: a resumed
     # search then restarts a trial from its newest checkpoint. Ray warns about exactly that.

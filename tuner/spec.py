@@ -101,6 +101,8 @@ class AshaSettings:
 class ResourceSettings:
     cpus_per_trial: int | None = None
     vram_budget_gb: float = 8.0
+    # A configuration that fits the budget only with activation checkpointing trains with it.
+    auto_checkpointing: bool = True
 
 
 @dataclass(frozen=True)
@@ -321,9 +323,12 @@ def _settings(cls: type, raw: Any, section: str) -> Any:
             if not isinstance(value, list):
                 raise SpecError(f"{section}.{name}: expected a list, got {value!r}")
             raw = {**raw, name: tuple(value)}
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            if not _is_number(value) or (isinstance(default, int) and not isinstance(value, int)):
-                raise SpecError(f"{section}.{name}: expected a number like {default!r}, got {value!r}")
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise SpecError(f"{section}.{name}: expected true or false, got {value!r}")
+        elif isinstance(default, (int, float)) and not (
+                _is_number(value) and (isinstance(default, float) or isinstance(value, int))):
+            raise SpecError(f"{section}.{name}: expected a number like {default!r}, got {value!r}")
     return cls(**raw)
 
 

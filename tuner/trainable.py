@@ -25,9 +25,9 @@ import torch
 import yaml
 from ray import tune
 
-from tuner.config import TrialConfig
-from tuner.engine import Trainer
-from tuner.feasibility import OutOfBudget, measure_training_step, warm_up
+from tuner.config import TrialConfig, count_parameters_of
+from tuner.engine import Trainer, pick_device
+from tuner.feasibility import OutOfBudget, fit_to_budget, warm_up
 from tuner.loaders import TrialData
 from tuner.memory import GIB, cap_device_memory, is_out_of_memory
 from tuner.searcher import INFEASIBLE, METRIC
@@ -47,6 +47,7 @@ class TrialContext:
     parent_run_id: str
     max_epochs: int
     vram_budget_gb: float
+    auto_checkpointing: bool
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
@@ -64,20 +65,23 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     status = "failed"
     trainer: Trainer | None = None
     try:
-        trainer = Trainer(trial_config, total_epochs=context.max_epochs)
         data = TrialData(Path(context.data_root), trial_config.train)
         budget = int(context.vram_budget_gb * GIB)
-        cap_device_memory(trainer.device, budget)
         if state is None:
-            run.log_params({**trial_config.flat(), "num_parameters": trainer.num_parameters,
-                            "device": trainer.device.type})
-            run.log_text(yaml.safe_dump(trial_config.as_dict(), sort_keys=False), "config.yaml")
-            warm_up(trainer.device)
-            step = measure_training_step(trainer, data.largest_batch(), budget)
+            run.log_params({**trial_config.flat(), "num_parameters": count_parameters_of(trial_config),
+                            "device": pick_device().type})
+            warm_up(pick_device())
+            trainer, step = fit_to_budget(trial_config, context.max_epochs, data.largest_batch(), budget,
+                                          context.auto_checkpointing)
             run.log_metrics({"step_peak_memory_mb": step.peak_mb, "step_seconds": step.seconds}, step=0)
-            run.set_tags({"step_shape": "x".join(map(str, step.shape))})
+            run.set_tags({"step_shape": "x".join(map(str, step.shape)),
+                          "checkpointing": _checkpointing_note(trial_config, trainer.config)})
+            run.log_text(yaml.safe_dump(trainer.config.as_dict(), sort_keys=False), "config.yaml")
         else:
+            # The configuration it trained with, which may have checkpointing turned on to fit.
+            trainer = Trainer(TrialConfig.from_dict(state["config"]), total_epochs=context.max_epochs)
             trainer.load_state_dict(state)
+        cap_device_memory(trainer.device, budget)
         while trainer.epoch < context.max_epochs:
             result = trainer.run_epoch(data.train_loader(trainer.epoch), data.val_loader())
             metrics = result.metrics()
@@ -99,6 +103,12 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         tune.report(infeasible_result(trainer.epoch if trainer else 0, reason))
     finally:
         run.finish(status)
+
+
+def _checkpointing_note(requested: TrialConfig, used: TrialConfig) -> str:
+    if used.model.get("checkpointing") == requested.model.get("checkpointing"):
+        return "on" if used.model.get("checkpointing") else "off"
+    return "on (turned on to fit the memory budget)"
 
 
 def infeasible_result(epoch: int, reason: str) -> dict[str, Any]:
