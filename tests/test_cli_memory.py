@@ -65,3 +65,13 @@ def test_a_bad_config_file_names_itself(tmp_path, capsys):
     assert main(["memory", "--config", str(bad), "--shape", "2,32,24"]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "num_cascades" in err
+
+
+@pytest.mark.parametrize("name, parameters", [("fivarnet_2025", 67_625_464), ("varnet_12_18_8", 29_936_966)])
+def test_the_shipped_reference_configs_build_as_stated(name, parameters):
+    from tuner.config import count_parameters_of
+    from tuner.memory_report import load_config_file
+
+    named = load_config_file(ROOT / "search_spaces" / "configs" / f"{name}.yaml")
+    assert named.label == name
+    assert count_parameters_of(named.config) == parameters
