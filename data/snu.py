@@ -27,6 +27,10 @@ ACCELERATIONS = (4, 8)
 CATEGORIES = tuple(f"{organ}_x{acc}" for organ in ORGANS for acc in ACCELERATIONS)
 _ACC_TOKEN = re.compile(r"acc(\d+)")
 T = TypeVar("T")
+# (kspace, mask, target, max_value, category, index) -> (kspace, mask, target, max_value, category)
+SliceTransform = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, float, str, int], tuple[np.ndarray, np.ndarray, np.ndarray, float, str]
+]
 
 
 class VarNetSample(NamedTuple):
@@ -153,9 +157,23 @@ class SNUSliceDataset(Dataset):
     Every file is validated on construction (a :class:`DataFormatError` names the first bad file);
     slices are read lazily, opening the files per item, so the dataset is safe to use from
     DataLoader worker processes.
+
+    ``transform`` (e.g. ``data.augment.SliceAugmenter``), if given, is called per item as
+    ``transform(kspace (C, H, W) complex, mask (W,) bool, target (h, w) float, max_value, category,
+    index)``, arrays as stored, with the item's non-negative index, and returns new (kspace, mask,
+    target, max_value, category) before the mask is applied. The dataset knows no epoch: a transform that
+    depends on it holds it itself (``SliceAugmenter.set_epoch``). The attribute may be replaced.
     """
 
-    def __init__(self, root: str | Path, split: str, *, organ_default: str | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        *,
+        organ_default: str | None = None,
+        transform: SliceTransform | None = None,
+    ):
+        self.transform = transform
         if organ_default is not None and organ_default not in ORGANS:
             raise ValueError(f"organ_default must be one of {ORGANS} or None, got {organ_default!r}")
         base = Path(root) / split
@@ -211,13 +229,19 @@ class SNUSliceDataset(Dataset):
             kspace = f["kspace"][slice_idx]
         with h5py.File(info.image_path, "r") as f:
             target = f["image_label"][slice_idx]
-        masked = (kspace * info.mask).astype(np.complex64)
+        mask, max_value, category = info.mask, info.max_value, info.category
+        if self.transform is not None:
+            kspace, bool_mask, target, max_value, category = self.transform(
+                kspace, mask.astype(bool), target, max_value, category, i % len(self)
+            )
+            mask = np.asarray(bool_mask, dtype=np.float32)
+        masked = (kspace * mask).astype(np.complex64)
         return VarNetSample(
             masked_kspace=torch.view_as_real(torch.from_numpy(masked)).contiguous(),
-            mask=torch.from_numpy(info.mask.astype(bool)).reshape(1, 1, -1, 1),
+            mask=torch.from_numpy(mask.astype(bool)).reshape(1, 1, -1, 1),
             target=torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
-            max_value=info.max_value,
-            category=info.category,
+            max_value=max_value,
+            category=category,
             fname=info.kspace_path.name,
             slice_idx=slice_idx,
         )
