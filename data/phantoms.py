@@ -1,7 +1,8 @@
 """Anatomy for the demo data: axial brain slices from MNI152 and a coronal knee phantom.
 
 Both return real, non-negative magnitude images of shape (slices, h, w), roughly in [0, 1], that
-fill most of an (h, w) field of view with isotropic pixels. Acquisition physics (phase, coils,
+fill most of an (h, w) field of view with isotropic pixels, in a named contrast (``BRAIN_CONTRASTS``,
+``KNEE_CONTRASTS``: the weightings of the fastMRI / SNU scans). Acquisition physics (phase, coils,
 noise) is added by ``data.demo``.
 """
 
@@ -18,6 +19,8 @@ from scipy import ndimage
 _Z_RANGE = (55, 126)
 MAX_BRAIN_SLICES = _Z_RANGE[1] - _Z_RANGE[0]
 _HEAD_MARGIN_MM = 14.0  # CSF, skull and scalp drawn around the skull-stripped template
+BRAIN_CONTRASTS = ("t1", "t2", "flair")
+KNEE_CONTRASTS = ("pd", "pdfs")
 
 
 class _Template(NamedTuple):
@@ -69,14 +72,19 @@ def _head_layers(inside: np.ndarray, rng: np.random.Generator) -> dict[str, np.n
     }
 
 
-def brain_slices(rng: np.random.Generator, num_slices: int, shape: tuple[int, int]) -> np.ndarray:
-    """A stack of ``num_slices`` axial head slices (slices, h, w) with a per-call contrast and pose.
+def brain_slices(
+    rng: np.random.Generator, num_slices: int, shape: tuple[int, int], contrast: str
+) -> np.ndarray:
+    """A stack of ``num_slices`` axial head slices (slices, h, w) in ``contrast``, with a per-call pose.
 
-    Contrast is T1 (the template itself) or T2-like (tissue classes from the GM / WM maps,
-    CSF bright); the pose varies by a small rotation, scale and shift, shared by all slices.
+    "t1" is the template itself; "t2" and "flair" are mixed from the tissue classes (GM / WM maps,
+    CSF as the rest of the brain), CSF bright in T2 and suppressed in FLAIR. Tissue weights vary a
+    little per call; the pose varies by a small rotation, scale and shift, shared by all slices.
     """
     if not 1 <= num_slices <= MAX_BRAIN_SLICES:
         raise ValueError(f"num_slices must be in [1, {MAX_BRAIN_SLICES}], got {num_slices}")
+    if contrast not in BRAIN_CONTRASTS:
+        raise ValueError(f"brain contrast must be one of {BRAIN_CONTRASTS}, got {contrast!r}")
     template = _mni_template()
     step = min(5, max(1, (MAX_BRAIN_SLICES - 1) // max(num_slices - 1, 1)))
     first = int(rng.integers(0, MAX_BRAIN_SLICES - step * (num_slices - 1)))
@@ -91,10 +99,13 @@ def brain_slices(rng: np.random.Generator, num_slices: int, shape: tuple[int, in
     # Anti-aliasing before shrinking the 1 mm template onto the coarser grid.
     prefilter_sigma = 0.4 / scale if scale < 1 else 0.0
 
-    t2_like = rng.uniform() < 0.5
-    if t2_like:
+    # (WM, GM, CSF) weights, and the drawn layers outside the brain (scalp and diploe hold fat).
+    if contrast == "t2":
         wm_w, gm_w, csf_w = rng.uniform(0.3, 0.4), rng.uniform(0.55, 0.7), rng.uniform(0.9, 1.0)
         bands = {"csf": csf_w, "skull": 0.03, "diploe": 0.2, "scalp": rng.uniform(0.45, 0.6)}
+    elif contrast == "flair":
+        wm_w, gm_w, csf_w = rng.uniform(0.45, 0.55), rng.uniform(0.65, 0.8), rng.uniform(0.03, 0.08)
+        bands = {"csf": csf_w, "skull": 0.03, "diploe": 0.3, "scalp": rng.uniform(0.55, 0.7)}
     else:
         bands = {"csf": rng.uniform(0.08, 0.15), "skull": 0.03, "diploe": 0.3,
                  "scalp": rng.uniform(0.7, 0.85)}
@@ -108,11 +119,11 @@ def brain_slices(rng: np.random.Generator, num_slices: int, shape: tuple[int, in
         inside = ndimage.binary_fill_holes(
             ndimage.gaussian_filter((t1 > 0.05).astype(np.float32), 3.0) > 0.5
         )
-        if t2_like:
-            csf = np.clip(inside - gm - wm, 0.0, 1.0)
-            image = wm_w * wm + gm_w * gm + csf_w * csf
-        else:
+        if contrast == "t1":
             image = t1**gamma
+        else:
+            csf = np.clip(inside - gm - wm, 0.0, 1.0)
+            image = (wm_w * wm + gm_w * gm + csf_w * csf) ** gamma
         for name, mask in _head_layers(inside, rng).items():
             image = np.where(mask, bands[name], image)
         image = image * (1 + 0.04 * smooth_noise(rng, image.shape, 1.0))
@@ -133,7 +144,7 @@ def _round_mask(mask: np.ndarray, radius_px: float) -> np.ndarray:
 
 
 # Tissue intensities (proton density, and proton density with fat suppression).
-_KNEE_CONTRASTS = {
+_KNEE_TISSUE = {
     "pd": {"fat": 0.9, "muscle": 0.35, "marrow": 0.75, "cortex": 0.03, "cartilage": 0.55,
            "fluid": 0.7, "meniscus": 0.04, "ligament": 0.12},
     "pdfs": {"fat": 0.12, "muscle": 0.3, "marrow": 0.14, "cortex": 0.03, "cartilage": 0.6,
@@ -209,16 +220,20 @@ def _knee_regions(u: np.ndarray, v: np.ndarray, z: float, k: _KneeShape, half: f
     }
 
 
-def knee_slices(rng: np.random.Generator, num_slices: int, shape: tuple[int, int]) -> np.ndarray:
-    """A stack of coronal knee-phantom slices (slices, h, w) with per-call random anatomy.
+def knee_slices(
+    rng: np.random.Generator, num_slices: int, shape: tuple[int, int], contrast: str
+) -> np.ndarray:
+    """A stack of coronal knee-phantom slices (slices, h, w) in ``contrast``, with per-call random anatomy.
 
     Femur (shaft flaring into two condyles) over the tibial plateau, cartilage on both joint
     surfaces, menisci at the joint margins, cortical rims, fatty marrow with trabecular texture,
     muscle with fibre texture and fat septa, and subcutaneous fat; the slices sweep front to back
-    through the condyles. Contrast is PD or fat-suppressed PD.
+    through the condyles. Contrast is proton density ("pd") or fat-suppressed PD ("pdfs").
     """
     if num_slices < 1:
         raise ValueError(f"num_slices must be >= 1, got {num_slices}")
+    if contrast not in KNEE_CONTRASTS:
+        raise ValueError(f"knee contrast must be one of {KNEE_CONTRASTS}, got {contrast!r}")
     h, w = shape
     half = h / 2  # one unit of the phantom's coordinates, in pixels
     v, u = np.meshgrid(
@@ -229,13 +244,15 @@ def knee_slices(rng: np.random.Generator, num_slices: int, shape: tuple[int, int
     v = v - rng.uniform(-0.06, 0.1)  # joint line at v = 0
 
     knee = _knee_shape(rng)
-    tissue = _KNEE_CONTRASTS["pdfs" if rng.uniform() < 0.4 else "pd"]
+    # Scanners and protocols differ: each tissue's intensity varies a little per scan.
+    tissue = {name: value * rng.uniform(0.9, 1.1) for name, value in _KNEE_TISSUE[contrast].items()}
     cortex_t = rng.uniform(0.02, 0.035)
     depths = np.linspace(-1, 1, num_slices) * rng.uniform(0.3, 0.5) if num_slices > 1 else [0.0]
 
     # Soft tissue is the same in every slice: the leg runs through the whole field of view.
     limb_hw = min(rng.uniform(0.62, 0.74), 0.95 * w / h)
-    limb = (np.abs(u) < limb_hw * (1 + 0.08 * np.exp(-(v**2) / 0.2))) & (np.abs(v) < 0.98)
+    # Widest at the joint, and the thigh (v < 0) a little wider than the calf.
+    limb = (np.abs(u) < limb_hw * (1 + 0.08 * np.exp(-(v**2) / 0.2) - 0.05 * v)) & (np.abs(v) < 0.98)
     septa_field = smooth_noise(rng, shape, (0.1 * half, 0.06 * half))
     septa = np.exp(-((septa_field / 0.05) ** 2))  # thin curves along a level set of the field
     fibres = smooth_noise(rng, shape, (0.12 * half, 0.01 * half))
