@@ -4,13 +4,13 @@
     python benchmarks/step_time.py --shape 16,768,396    # a full-size SNU brain slice
 
 Prints a table: parameters, forward+backward seconds per slice (median of --repeats after a
-warm-up), and peak memory (CUDA allocator peak on a GPU, process peak RSS on the CPU).
+warm-up), and peak memory during those steps (CUDA allocator peak on a GPU; on the CPU the
+process's peak resident memory, reset before each configuration, so it includes the process itself).
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import time
 
@@ -18,6 +18,7 @@ import torch
 
 from models import build_model, count_parameters
 from tuner.loss import LeaderboardLoss
+from tuner.memory import MIB, MemoryMeter
 
 CONFIGS = {
     "varnet c2 ch8 s4": {"name": "varnet", "num_cascades": 2, "chans": 8, "sens_chans": 4},
@@ -49,8 +50,8 @@ def step_seconds(config: dict, shape: tuple[int, int, int], repeats: int, device
     mask[..., width // 2 - width // 25: width // 2 + width // 25, :] = True
     target = torch.rand(1, height // 2, min(width, height // 2), device=device) * 3e-4
     times = []
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    meter = MemoryMeter(device)
+    meter.reset_peak()
     for i in range(repeats + 1):
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -66,9 +67,7 @@ def step_seconds(config: dict, shape: tuple[int, int, int], repeats: int, device
             torch.cuda.synchronize()
         if i:
             times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return count_parameters(model), statistics.median(times), peak
+    return count_parameters(model), statistics.median(times), meter.peak_bytes() / MIB
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Command line: `python -m tuner {search,finalize,demo-data} ...`.
+"""Command line: `python -m tuner {search,finalize,memory,reconstruct,evaluate,demo-data} ...`.
 
 Every user error (bad YAML, bad data, a name already taken, an unusable tracking URI) ends in one
 line on stderr and exit code 2, before Ray or MLflow have written anything.
@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Sequence
 
 from data import DataFormatError
+from tuner.checkpoints import ModelLoadError
 from tuner.config import ConfigError
 from tuner.errors import FinalizeError, SearchError
+from tuner.evaluate import EvaluateError, evaluate, report, write_scores
+from tuner.reconstruct import ReconstructError, ReconstructOptions, run_reconstruct
 from tuner.records import SearchRecord
 from tuner.spec import SearchSpec, SpecError, load_spec
 from tuner.tracking import TrackingError, resolve_tracking_uri
 
-USER_ERRORS: tuple[type[Exception], ...] = (SpecError, ConfigError, DataFormatError, TrackingError)
+USER_ERRORS: tuple[type[Exception], ...] = (SpecError, ConfigError, DataFormatError, TrackingError, ModelLoadError,
+                                            ReconstructError, EvaluateError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +80,41 @@ def _parser() -> argparse.ArgumentParser:
                                                      "resources.vram_budget_gb, else 8)")
     memory.set_defaults(command=_memory)
 
+    recon = commands.add_parser("reconstruct", help="reconstruct a folder of k-space files with a trained model "
+                                                    "(the leaderboard layout gives a submission folder)")
+    recon.add_argument("--model", required=True,
+                       help="checkpoint (best.pt, last.pt, state.pt), finalize or search folder, search name, "
+                            "or MLflow URI models:/NAME/VERSION or runs:/RUN_ID/model")
+    recon.add_argument("--data", type=Path, required=True,
+                       help="k-space folder: leaderboard layout acc{4,8}/kspace/ (or a root holding leaderboard/), "
+                            "kspace/*.h5 or *.h5")
+    recon.add_argument("--out", type=Path, required=True, help="new (or empty) output folder")
+    recon.add_argument("--batch-size", type=int, default=1, help="slices per forward pass (default 1)")
+    recon.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where available, else cpu")
+    recon.add_argument("--storage", type=Path, default=Path("tuner_runs"),
+                       help="where search names are looked up (default ./tuner_runs)")
+    recon.add_argument("--tracking-uri", help="MLflow store for models:/ and runs:/ URIs (default "
+                                              "$MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)")
+    recon.set_defaults(command=_reconstruct)
+
+    score = commands.add_parser("evaluate", help="score reconstructions with the leaderboard SSIM")
+    score.add_argument("--recon", type=Path, required=True, help="folder of reconstructions (reconstruct's --out)")
+    score.add_argument("--data", type=Path, required=True,
+                       help="targets: leaderboard layout acc{4,8}/image/ (or a root holding leaderboard/), "
+                            "image/*.h5 or *.h5")
+    score.add_argument("--split", help="score the targets of DATA/SPLIT, e.g. val of a train/val root")
+    score.add_argument("--json", type=Path, help="also write the scores to this new JSON file")
+    score.set_defaults(command=_evaluate)
+
+    masks = commands.add_parser("masks", help="mask banks for mask duplication (augment.duplication)")
+    masks_commands = masks.add_subparsers(required=True, metavar="ACTION")
+    build = masks_commands.add_parser("build", help="collect the training files' masks by organ, acceleration "
+                                                    "and width into a bank file (.npz)")
+    build.add_argument("data", type=Path, help="SNU-layout data root")
+    build.add_argument("--out", type=Path, required=True, help="bank file to write (never over an existing one)")
+    build.add_argument("--split", default="train", help="which split's masks (default train)")
+    build.set_defaults(command=_masks_build)
+
     demo = commands.add_parser("demo-data", help="write the simulated demo dataset in the SNU challenge layout")
     demo.add_argument("--out", type=Path, required=True, help="new directory to write")
     demo.add_argument("--seed", type=int, default=0)
@@ -106,6 +145,10 @@ def _search(args: argparse.Namespace) -> int:
         how = "cached" if seconds is None else f"generated in {seconds:.1f} s"
         print(f"demo data ({how}): {data_root}")
     train_slices, val_slices = check_data_root(data_root)
+    if spec.mask_bank is not None:
+        from data.augment import MaskBank
+
+        MaskBank.load(spec.mask_bank)
     print(f"data: {data_root} ({train_slices} training slices, {val_slices} validation slices)")
     name = args.name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     options = SearchOptions(name=name, storage=storage, data_root=data_root.resolve(), tracking_uri=tracking_uri,
@@ -168,6 +211,39 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
         raise SpecError(f"--shape: expected three positive integers coils,height,width like 16,768,396, got {text!r}")
     coils, height, width = (int(p) for p in parts)
     return coils, height, width
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    run_reconstruct(ReconstructOptions(model=args.model, data=args.data, out=args.out, batch_size=args.batch_size,
+                                       device=args.device, storage=args.storage.resolve(),
+                                       tracking_uri=args.tracking_uri), sys.stdout)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if args.json is not None and args.json.exists():
+        raise EvaluateError(f"--json {args.json}: already exists; choose a new file")
+    result = evaluate(args.recon, args.data, args.split)
+    report(result, sys.stdout)
+    if args.json is not None:
+        write_scores(args.json, result, args.recon, args.data)
+        print(f"scores written to {args.json}")
+    return 0
+
+
+def _masks_build(args: argparse.Namespace) -> int:
+    from data.augment import build_mask_bank
+    from data.snu import SNUSliceDataset
+
+    out = args.out if args.out.suffix == ".npz" else args.out.with_name(args.out.name + ".npz")
+    if out.exists():
+        raise DataFormatError(f"{out}: exists; choose another --out (a mask bank is never overwritten)")
+    bank = build_mask_bank(SNUSliceDataset(args.data, args.split).files)
+    bank.save(out)
+    print(f"wrote {out}: {len(bank)} masks")
+    for organ, acceleration, width in bank.keys():
+        print(f"  {organ} x{acceleration} width {width}: {len(bank.masks(organ, acceleration, width))}")
+    return 0
 
 
 def _demo_data(args: argparse.Namespace) -> int:

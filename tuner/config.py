@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import torch
 
+from data.augment import AugmentConfig
 from models import MODEL_CONFIGS, build_model, count_parameters, parse_config
 
 OPTIMIZERS = ("nadam", "adam", "adamw")
@@ -66,27 +67,32 @@ class TrialConfig:
     """One point of the search space: the model's constructor config plus the training settings.
 
     `model` is the dict `models.build_model` takes (with "name"), already validated and completed with
-    the model family's defaults, so every trial of a family carries the same keys.
+    the model family's defaults, so every trial of a family carries the same keys. `augment` is what
+    the data loaders do to each slice (`data.augment`; all off by default).
     """
 
     model: Mapping[str, Any]
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @classmethod
     def from_flat(cls, flat: Mapping[str, Any]) -> "TrialConfig":
-        """Build from `{"model.name": ..., "model.chans": ..., "train.lr": ...}` (the search's trial config)."""
-        sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+        """Build from `{"model.name": ..., "train.lr": ..., "augment.mask.enabled": ...}` (a trial's config)."""
+        sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "augment": {}}
         for key, value in flat.items():
             section, _, name = key.partition(".")
-            if section not in sections or not name:
-                raise ConfigError(f"{key}: expected a key of the form model.<name> or train.<name>")
+            if section not in sections or not name or (section != "augment" and "." in name):
+                raise ConfigError(f"{key}: expected a key of the form model.<name>, train.<name> or "
+                                  f"augment.<part>.<name>")
             sections[section][name] = value
-        return cls(model=complete_model_config(sections["model"]), train=build_train_config(sections["train"]))
+        return cls.from_dict({"model": sections["model"], "train": sections["train"],
+                              "augment": _nest(sections["augment"])})
 
     @classmethod
     def from_dict(cls, nested: Mapping[str, Any]) -> "TrialConfig":
         """The inverse of `as_dict` (how checkpoints and config YAMLs store a configuration)."""
-        return cls(model=complete_model_config(nested["model"]), train=build_train_config(nested.get("train", {})))
+        return cls(model=complete_model_config(nested["model"]), train=build_train_config(nested.get("train") or {}),
+                   augment=build_augment_config(nested.get("augment") or {}))
 
     def short_name(self) -> str:
         """A run name that says the configuration briefly, e.g. "fivarnet 15+3 f12 u24 i18 s8 lska7"."""
@@ -102,14 +108,47 @@ class TrialConfig:
         return str(m["name"])
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
-        """`{"model": {...}, "train": {...}}`, the shape of the config YAML artifact and checkpoints."""
-        return {"model": dict(self.model), "train": dataclasses.asdict(self.train)}
+        """`{"model": {...}, "train": {...}, "augment": {...}}`: the config YAML artifact and checkpoints."""
+        return {"model": dict(self.model), "train": dataclasses.asdict(self.train), "augment": self.augment.to_dict()}
 
     def flat(self) -> dict[str, Any]:
         """The inverse of `from_flat`: every key, defaults included (what MLflow logs as params)."""
         out = {f"model.{k}": v for k, v in self.model.items()}
         out.update({f"train.{k}": v for k, v in dataclasses.asdict(self.train).items()})
+        out.update(_flatten("augment", self.augment.to_dict()))
         return out
+
+
+def build_augment_config(values: Mapping[str, Any]) -> AugmentConfig:
+    """AugmentConfig from its nested mapping; errors name the key, e.g. augment.mraugment.max_scaling."""
+    try:
+        return AugmentConfig.from_dict(values, prefix="augment")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """{"mask.schedule.kind": v} -> {"mask": {"schedule": {"kind": v}}}."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"augment.{key}: {part} is both a value and a section")
+        node[leaf] = value
+    return out
+
+
+def _flatten(prefix: str, nested: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(f"{prefix}.{key}", value))
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
 
 
 def count_parameters_of(config: TrialConfig) -> int:

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from data import DataFormatError
 from data.demo import SPEC_FILE, DemoSpec, ensure_demo_dataset
-from data.snu import SNUSliceDataset
+from data.layout import open_split
 
 
 def cache_dir() -> Path:
@@ -50,4 +50,4 @@ def check_data_root(root: Path) -> tuple[int, int]:
     """Open and validate the train and val splits before anything starts; returns their slice counts."""
     if not root.is_dir():
         raise DataFormatError(f"{root}: no such data directory")
-    return len(SNUSliceDataset(root, "train")), len(SNUSliceDataset(root, "val"))
+    return len(open_split(root, "train")), len(open_split(root, "val"))

@@ -71,10 +71,12 @@ class Trainer:
         self.optimizer = _make_optimizer(self.model, self.train_config)
         self.scheduler = _make_scheduler(self.optimizer, self.train_config, total_epochs)
         self.loss_fn = LeaderboardLoss(self.train_config.loss_ssim_weight, self.train_config.loss_l1_weight)
-        self.autocast_dtype = _autocast_dtype(self.train_config.mixed_precision, self.device)
+        self.autocast_dtype = autocast_dtype(self.train_config.mixed_precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
         self.memory = MemoryMeter(self.device)
         self.epoch = 0
+        # 1 - val SSIM per finished epoch: what loss-driven augmentation schedules watch.
+        self.val_losses: list[float] = []
 
     def run_epoch(self, train_batches: Iterable[Any], val_batches: Iterable[Any]) -> EpochResult:
         """Train one epoch, step the schedule, validate; returns the epoch's numbers."""
@@ -87,6 +89,7 @@ class Trainer:
         start = time.perf_counter()
         summary = self.validate(val_batches)
         self.epoch += 1
+        self.val_losses.append(1.0 - summary.overall)
         return EpochResult(
             epoch=self.epoch, train_loss=train_loss, val=summary, lr=lr, train_seconds=train_seconds,
             val_seconds=time.perf_counter() - start, peak_memory_mb=self.memory.peak_bytes() / MIB,
@@ -137,8 +140,8 @@ class Trainer:
 
     def forward(self, batch: Any) -> torch.Tensor:
         """Model output for a batch, cropped (or padded) to the target's size: `(B, h, w)`."""
-        output = self.model(batch.masked_kspace.to(self.device), batch.mask.to(self.device))
-        return crop_or_pad(output, tuple(batch.target.shape[-2:]))
+        return cropped_output(self.model, batch.masked_kspace.to(self.device), batch.mask.to(self.device),
+                              tuple(batch.target.shape[-2:]))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +151,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": _rng_state(),
+            "val_losses": list(self.val_losses),
             "config": self.config.as_dict(),
         }
 
@@ -158,6 +162,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
+        self.val_losses = [float(v) for v in state.get("val_losses", [])]
 
     def _optimizer_step(self) -> None:
         if self.train_config.grad_clip:
@@ -168,9 +173,24 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _autocast(self) -> ContextManager[Any]:
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device, self.autocast_dtype)
+
+
+def cropped_output(model: torch.nn.Module, masked_kspace: torch.Tensor, mask: torch.Tensor,
+                   shape: tuple[int, int]) -> torch.Tensor:
+    """Model output for k-space `(B, C, H, W, 2)` and masks `(B, 1, 1, W, 1)`, cropped or padded to `shape`.
+
+    Training, validation and `tuner reconstruct` all go through here, so a submission is scored on
+    exactly the image validation scored.
+    """
+    return crop_or_pad(model(masked_kspace, mask), shape)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager[Any]:
+    """Autocast to `dtype` on `device`, or nothing when `dtype` is None (see `autocast_dtype`)."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -189,7 +209,8 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ep
     return sched.LambdaLR(optimizer, lambda _: 1.0)
 
 
-def _autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `train.mixed_precision` on `device`; None (float32) off CUDA or when "off"."""
     if device.type != "cuda" or choice == "off":
         return None
     if choice == "fp16":

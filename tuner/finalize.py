@@ -78,7 +78,7 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
     if state is not None:
         epochs = int(state["total_epochs"])
 
-    data = TrialData(Path(record.data_root), config.train)
+    data = TrialData(Path(record.data_root), config.train, config.augment, record.mask_bank)
     resources = load_spec(record.space).resources
     budget = int(resources.vram_budget_gb * GIB)
     if state is None:
@@ -109,8 +109,10 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
         start = time.perf_counter()
         first_epoch = trainer.epoch
         while trainer.epoch < epochs:
-            result = trainer.run_epoch(data.train_loader(trainer.epoch), data.val_loader())
-            run.log_metrics(result.metrics(), step=result.epoch)
+            train_batches = data.train_loader(trainer.epoch, trainer.val_losses)
+            augmentation = data.augmentation_metrics()
+            result = trainer.run_epoch(train_batches, data.val_loader())
+            run.log_metrics({**augmentation, **result.metrics()}, step=result.epoch)
             if result.val.overall > best_ssim:
                 best_epoch, best_ssim = result.epoch, result.val.overall
                 _save_atomically({"epoch": result.epoch, "model": trainer.model.state_dict(),

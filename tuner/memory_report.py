@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import torch
 import yaml
 
-from tuner.config import ConfigError, TrainConfig, TrialConfig
+from tuner.config import ConfigError, TrialConfig
 from tuner.engine import Trainer, pick_device
 from tuner.feasibility import OutOfBudget, StepMeasurement, measure_training_step, synthetic_batch, warm_up
 from tuner.loaders import TrialData
@@ -83,20 +83,17 @@ class SliceSource:
             raise ValueError("give exactly one of shape and root")
         self.shape = shape
         self.root = root
-        self._batches: dict[int, Any] = {}
 
     def describe(self) -> str:
         if self.shape is not None:
             return f"a synthetic {'x'.join(map(str, self.shape))} slice"
         return f"the largest training slice of {self.root}"
 
-    def batch(self, batch_size: int) -> Any:
-        if batch_size not in self._batches:
-            if self.shape is not None:
-                self._batches[batch_size] = synthetic_batch(self.shape, batch_size)
-            else:
-                self._batches[batch_size] = TrialData(self.root, TrainConfig(batch_size=batch_size)).largest_batch()
-        return self._batches[batch_size]
+    def batch(self, config: TrialConfig) -> Any:
+        """The batch `config` would be probed on (its batch size; on real data also its crop and compression)."""
+        if self.shape is not None:
+            return synthetic_batch(self.shape, config.train.batch_size)
+        return TrialData(self.root, config.train, config.augment).largest_batch()
 
 
 def memory_report(configs: list[NamedConfig], source: SliceSource, budget_gb: float, out: TextIO) -> list[MemoryRow]:
@@ -124,7 +121,7 @@ def measure(named: NamedConfig, source: SliceSource, budget_bytes: int, device: 
         try:
             trainer = Trainer(config, total_epochs=1, device=device)
             num_parameters = trainer.num_parameters
-            results[checkpointing] = measure_training_step(trainer, source.batch(config.train.batch_size), budget_bytes)
+            results[checkpointing] = measure_training_step(trainer, source.batch(config), budget_bytes)
         except Exception as exc:
             # Weights alone may not fit either; any way of running out counts as not fitting.
             if not isinstance(exc, OutOfBudget) and not is_out_of_memory(exc):

@@ -43,6 +43,7 @@ class SearchRecord:
     expected_trials: int
     started: float
     status: str = "running"
+    mask_bank: str | None = None  # the bank mask duplication draws from; None: built from the training files
     finished: float | None = None
     best: str | None = None
     trials: list[TrialSummary] = field(default_factory=list)

@@ -65,6 +65,7 @@ def run_search(spec: SearchSpec, options: SearchOptions, out: TextIO = sys.stdou
             data_root=str(options.data_root), tracking_uri=options.tracking_uri, experiment_id=experiment_id,
             parent_run_id=parent.run_id, max_epochs=spec.asha.max_epochs, finalize_epochs=spec.finalize_epochs,
             expected_trials=spec.count_configurations(spec.search.num_samples), started=time.time(),
+            mask_bank=None if spec.mask_bank is None else str(spec.mask_bank),
         )
         record.save(record_path)
     print(f"search {options.name}: results in {search_dir}", file=out)
@@ -126,6 +127,7 @@ def _make_tuner(spec: SearchSpec, options: SearchOptions, record: SearchRecord, 
         search_name=record.name, data_root=record.data_root, tracking_uri=record.tracking_uri,
         experiment_id=record.experiment_id, parent_run_id=record.parent_run_id, max_epochs=spec.asha.max_epochs,
         vram_budget_gb=spec.resources.vram_budget_gb, auto_checkpointing=spec.resources.auto_checkpointing,
+        mask_bank=record.mask_bank,
     )
     # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1), on purpose: a resumed
     # search then restarts a trial from its newest checkpoint. Ray warns about exactly that.

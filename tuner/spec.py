@@ -1,8 +1,9 @@
 """The search-space YAML: parsed and validated completely before any Ray or MLflow work starts.
 
-A file names the model family, the searched and fixed values of the model and training configs,
-the searcher, ASHA, the finalize run, the data and the resources. A value in `model:` or `train:` is
-either fixed (a plain YAML scalar) or searched, written as one of
+A file names the model family, the searched and fixed values of the model, training and augmentation
+configs, the searcher, ASHA, the finalize run, the data and the resources. A value in `model:`,
+`train:` or `augment:` (whose parts nest: augment.mraugment.schedule.kind) is either fixed (a plain
+YAML value) or searched, written as one of
 
     {choice: [a, b, ...]}          {int: [low, high], step: 1, log: false}
     {uniform: [low, high]}         {loguniform: [low, high]}
@@ -24,7 +25,8 @@ import yaml
 from tuner.config import ConfigError, TrialConfig
 
 DOMAIN_KINDS = ("choice", "int", "uniform", "loguniform")
-TOP_LEVEL_KEYS = ("name", "description", "model", "train", "search", "asha", "finalize", "data", "demo", "resources")
+TOP_LEVEL_KEYS = ("name", "description", "model", "train", "augment", "search", "asha", "finalize", "data", "demo",
+                  "resources")
 
 
 class SpecError(ValueError):
@@ -117,6 +119,7 @@ class SearchSpec:
     asha: AshaSettings = AshaSettings()
     finalize_epochs: int = 50
     data_root: Path | None = None
+    mask_bank: Path | None = None
     demo: Mapping[str, Any] = field(default_factory=dict)
     resources: ResourceSettings = ResourceSettings()
     description: str = ""
@@ -199,9 +202,8 @@ def _parse(raw: Any, path: Path) -> SearchSpec:
         raise SpecError("model.name: expected the model family name (e.g. varnet, fivarnet)")
     fixed: dict[str, Any] = {}
     params: list[Param] = []
-    for section in ("model", "train"):
-        for name, value in _mapping(raw.get(section, {}), section).items():
-            key = f"{section}.{name}"
+    for section in ("model", "train", "augment"):
+        for key, value in _section_entries(section, _mapping(raw.get(section, {}), section)):
             if isinstance(value, Mapping):
                 params.append(_parse_param(key, value, fixed, params))
             else:
@@ -229,18 +231,31 @@ def _parse(raw: Any, path: Path) -> SearchSpec:
     if resources.vram_budget_gb <= 0:
         raise SpecError(f"resources.vram_budget_gb: expected > 0, got {resources.vram_budget_gb!r}")
     data = _mapping(raw.get("data", {}), "data")
-    _no_unknown(data, ("root",), "data.")
-    data_root = data.get("root")
-    if data_root is not None:
-        data_root = (path.parent / Path(str(data_root)).expanduser()).resolve()
+    _no_unknown(data, ("root", "mask_bank"), "data.")
+    data_root, mask_bank = (None if data.get(key) is None else (path.parent / Path(str(data[key])).expanduser()).resolve()
+                            for key in ("root", "mask_bank"))
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
         raise SpecError(f"name: expected a short name without spaces or slashes, got {name!r}")
     return SearchSpec(
         name=name, source=path.resolve(), fixed=fixed, params=params_t, search=search, asha=asha,
-        finalize_epochs=_positive("finalize.epochs", finalize.get("epochs", 50)), data_root=data_root,
+        finalize_epochs=_positive("finalize.epochs", finalize.get("epochs", 50)), data_root=data_root, mask_bank=mask_bank,
         demo=_mapping(raw.get("demo", {}), "demo"), resources=resources, description=str(raw.get("description", "")),
     )
+
+
+def _section_entries(prefix: str, values: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(flat key, value) of a section; `augment` nests its parts (augment.mraugment.schedule.kind).
+
+    A mapping naming a domain kind (choice, int, ...) is a searched value, any other mapping inside
+    `augment` a nested part; `model` and `train` are flat.
+    """
+    out: list[tuple[str, Any]] = []
+    for name, value in values.items():
+        key = f"{prefix}.{name}"
+        nested = prefix.startswith("augment") and isinstance(value, Mapping) and not set(value) & set(DOMAIN_KINDS)
+        out.extend(_section_entries(key, value) if nested else [(key, value)])
+    return out
 
 
 def _parse_param(key: str, raw: Mapping[str, Any], fixed: Mapping[str, Any], earlier: Sequence[Param]) -> Param:
@@ -274,11 +289,15 @@ def _parse_param(key: str, raw: Mapping[str, Any], fixed: Mapping[str, Any], ear
 
 
 def _parse_when(key: str, raw: Any, fixed: Mapping[str, Any], earlier: Sequence[Param]) -> dict[str, tuple]:
-    section = key.split(".")[0]
+    known = set(fixed) | {p.key for p in earlier}
+    parts = key.split(".")[:-1]
     out: dict[str, tuple] = {}
     for other, allowed in _mapping(raw, f"{key}.when").items():
-        other_key = other if "." in other else f"{section}.{other}"
-        if other_key not in fixed and other_key not in {p.key for p in earlier}:
+        # Relative to the key's own part first, then outwards: augment.mraugment.schedule.p_max may
+        # say `when: {enabled: [true]}` or `{mraugment.enabled: [true]}`; a full key works too.
+        candidates = [".".join([*parts[:depth], other]) for depth in range(len(parts), 0, -1)] + [other]
+        other_key = next((c for c in candidates if c in known), None)
+        if other_key is None:
             raise SpecError(f"{key}.when: {other!r} must name a key defined above it")
         out[other_key] = tuple(allowed) if isinstance(allowed, list) else (allowed,)
     return out
@@ -303,8 +322,7 @@ def _parse_point(raw: Any, index: int, fixed: Mapping[str, Any], params: tuple[P
     by_key = {p.key: p for p in params}
     point: dict[str, Any] = {}
     for section, values in _mapping(raw, where).items():
-        for name, value in _mapping(values, f"{where}.{section}").items():
-            key = f"{section}.{name}"
+        for key, value in _section_entries(section, _mapping(values, f"{where}.{section}")):
             if key not in by_key:
                 raise SpecError(f"{where}.{key}: not a searched key (searched: {sorted(by_key)})")
             if not by_key[key].contains(value):

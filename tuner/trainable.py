@@ -48,6 +48,7 @@ class TrialContext:
     max_epochs: int
     vram_budget_gb: float
     auto_checkpointing: bool
+    mask_bank: str | None = None
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
@@ -65,7 +66,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     status = "failed"
     trainer: Trainer | None = None
     try:
-        data = TrialData(Path(context.data_root), trial_config.train)
+        data = TrialData(Path(context.data_root), trial_config.train, trial_config.augment, context.mask_bank)
         budget = int(context.vram_budget_gb * GIB)
         if state is None:
             run.log_params({**trial_config.flat(), "num_parameters": count_parameters_of(trial_config),
@@ -83,10 +84,11 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             trainer.load_state_dict(state)
         cap_device_memory(trainer.device, budget)
         while trainer.epoch < context.max_epochs:
-            result = trainer.run_epoch(data.train_loader(trainer.epoch), data.val_loader())
-            metrics = result.metrics()
-            run.log_metrics(metrics, step=result.epoch)
-            status = "completed" if result.epoch >= context.max_epochs else "stopped early"
+            train_batches = data.train_loader(trainer.epoch, trainer.val_losses)
+            metrics = {**data.augmentation_metrics(), **trainer.run_epoch(train_batches, data.val_loader()).metrics()}
+            epoch = int(metrics["epoch"])
+            run.log_metrics(metrics, step=epoch)
+            status = "completed" if epoch >= context.max_epochs else "stopped early"
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save({**trainer.state_dict(), "mlflow_run_id": run.run_id}, Path(tmp) / STATE_FILE)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -1,0 +1,135 @@
+"""Data-loader slices/s with each augmentation on and off, next to the model's training slices/s.
+
+    python benchmarks/loader_throughput.py                     # demo data, default FI-VarNet
+    python benchmarks/loader_throughput.py --data ROOT --workers 0,2
+    python benchmarks/loader_throughput.py --full-size         # also 16 x 768 x 396 synthetic files
+
+The loader rows read, augment (every scheduled augmentation at probability 1: the worst case) and
+batch the training set; the model row trains the space's warm-start configuration on batches already
+in memory. The loader should run at least 5x the model's rate, or it slows training down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from tuner.config import TrialConfig
+from tuner.data_root import demo_spec, ensure_demo_data
+from tuner.engine import Trainer
+from tuner.loaders import TrialData
+from tuner.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+ALWAYS = {"kind": "constant", "p_max": 1.0}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "no augmentation": {},
+    "mask augmentation": {"mask": {"enabled": True, "schedule": ALWAYS}},
+    "mask duplication (4x and 8x)": {"duplication": {"enabled": True}},
+    "MRAugment, all transforms": {"mraugment": {"enabled": True, "schedule": ALWAYS, "flip_h": 1.0, "flip_v": 1.0}},
+    "crop + GCC to 8 coils": {"crop": {"height": "half"}, "compression": {"method": "gcc", "num_virtual_coils": 8}},
+    "all of the above": {"mask": {"enabled": True, "schedule": ALWAYS}, "duplication": {"enabled": True},
+                         "mraugment": {"enabled": True, "schedule": ALWAYS},
+                         "crop": {"height": "half"}, "compression": {"method": "gcc", "num_virtual_coils": 8}},
+}
+
+
+def loader_rate(root: Path, base: TrialConfig, augment: dict[str, Any], workers: int, slices: int) -> float:
+    """Training slices per second through `TrialData.train_loader` (batch 1), after one warm-up item."""
+    config = TrialConfig.from_dict({**base.as_dict(), "augment": augment,
+                                    "train": {**base.as_dict()["train"], "num_workers": workers}})
+    data = TrialData(root, config.train, config.augment)
+    batches = iter(data.train_loader(epoch=10))
+    next(batches)
+    start = time.perf_counter()
+    count = sum(1 for _ in itertools.islice(batches, slices))
+    return count / (time.perf_counter() - start)
+
+
+def model_rate(root: Path, config: TrialConfig, slices: int) -> float:
+    """Training steps (forward, backward, optimiser) per second on batches already loaded."""
+    trainer = Trainer(config, total_epochs=1)
+    batches = list(itertools.islice(TrialData(root, config.train).train_loader(0), slices + 1))
+    trainer.backward(batches[0])
+    trainer.optimizer.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    for batch in batches[1:]:
+        trainer.backward(batch)
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (len(batches) - 1) / (time.perf_counter() - start)
+
+
+def write_full_size(root: Path, files: int = 5, shape: tuple[int, int, int] = (16, 768, 396)) -> Path:
+    """A small SNU-layout train split of full-size brain slices (random k-space; loaders don't care)."""
+    rng = np.random.default_rng(0)
+    coils, height, width = shape
+    mask = np.zeros(width, np.float32)
+    mask[::4] = 1
+    mask[width // 2 - 16: width // 2 + 16] = 1
+    for split, name in itertools.product(("train", "val"), range(files)):
+        for kind in ("kspace", "image"):
+            (root / split / kind).mkdir(parents=True, exist_ok=True)
+        kspace = (rng.standard_normal((2, coils, height, width)) + 1j * rng.standard_normal((2, coils, height, width)))
+        with h5py.File(root / split / "kspace" / f"brain_acc4_{name}.h5", "w") as f:
+            f["kspace"] = kspace.astype(np.complex64)
+            f["mask"] = mask
+        with h5py.File(root / split / "image" / f"brain_acc4_{name}.h5", "w") as f:
+            f["image_label"] = rng.random((2, 384, 384), dtype=np.float32)
+            f.attrs["max"] = 1.0
+    return root
+
+
+def _resolve(augment: dict[str, Any], height: int) -> dict[str, Any]:
+    crop = augment.get("crop", {})
+    if crop.get("height") == "half":
+        return {**augment, "crop": {"height": height // 2}}
+    return augment
+
+
+def report(root: Path, config: TrialConfig, workers: list[int], slices: int, with_model: bool) -> None:
+    largest = TrialData(root, config.train).largest_batch().masked_kspace.shape
+    height, shape = largest[2], "x".join(map(str, largest[1:4]))
+    print(f"\ndata {root} (largest slice {shape}), batch 1, torch threads {torch.get_num_threads()}")
+    model = model_rate(root, config, slices) if with_model else None
+    if model is not None:
+        print(f"{'model training (' + config.short_name() + ')':<46}{model:>10.2f} slices/s")
+    print(f"{'loader':<36}{'workers':>10}{'slices/s':>10}{'x model':>10}")
+    for (name, augment), count in itertools.product(SETTINGS.items(), workers):
+        rate = loader_rate(root, config, _resolve(augment, height), count, slices)
+        ratio = f"{rate / model:>10.1f}" if model else f"{'-':>10}"
+        print(f"{name:<36}{count:>10}{rate:>10.2f}{ratio}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="data root (default: the demo data)")
+    parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "fivarnet.yaml",
+                        help="the model is this space's first warm-start point")
+    parser.add_argument("--workers", default="0", help="comma-separated DataLoader worker counts")
+    parser.add_argument("--slices", type=int, default=24)
+    parser.add_argument("--full-size", action="store_true", help="also time the loader on 16x768x396 slices")
+    args = parser.parse_args()
+    spec = load_spec(args.space)
+    config = spec.trial_config(spec.search.points_to_evaluate[0]) if spec.search.points_to_evaluate else \
+        spec.trial_config({p.key: p.corners()[0] for p in spec.params})
+    root = args.data or ensure_demo_data(demo_spec(spec.demo))[0]
+    workers = [int(w) for w in args.workers.split(",")]
+    report(root, config, workers, args.slices, with_model=True)
+    if args.full_size:
+        with tempfile.TemporaryDirectory() as tmp:
+            report(write_full_size(Path(tmp)), config, workers, min(args.slices, 8), with_model=False)
+
+
+if __name__ == "__main__":
+    main()

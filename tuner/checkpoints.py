@@ -1,0 +1,142 @@
+"""Load a trained model for inference from whatever a run left behind: a checkpoint, a run folder, MLflow.
+
+`--model` is resolved in this order (the first that applies wins):
+
+1. `models:/NAME/VERSION` (or `models:/NAME@ALIAS`) and `runs:/RUN_ID/model`: an MLflow PyTorch model
+   in the tracking store; its configuration is the `config.yaml` artifact of the run that logged it.
+2. an existing file: a checkpoint holding "model" (a state dict) and "config" (`TrialConfig.as_dict()`):
+   finalize's `best.pt` or `last.pt`, or a trial's `state.pt`.
+3. an existing directory: its `best.pt` (a finalize folder), else `final/best.pt` (a search folder),
+   else `state.pt` (a Ray Tune trial checkpoint folder).
+4. a search name: `<storage>/NAME/final/best.pt`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from models import build_model, count_parameters
+from tuner.config import ConfigError, TrialConfig
+from tuner.tracking import resolve_tracking_uri
+
+MLFLOW_SCHEMES = ("models:/", "runs:/")
+BEST_FILE = "best.pt"
+STATE_FILE = "state.pt"  # tuner.trainable.STATE_FILE; not imported, that module imports Ray
+
+
+class ModelLoadError(ValueError):
+    """`--model` names nothing loadable; the message says what was tried."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model in eval mode on the CPU, the configuration it was trained with (if known), and its source."""
+
+    model: torch.nn.Module
+    config: TrialConfig | None
+    source: str
+
+    @property
+    def mixed_precision(self) -> str:
+        """`train.mixed_precision` as trained; "auto" (the default) when the configuration is unknown."""
+        return self.config.train.mixed_precision if self.config else "auto"
+
+    def describe(self) -> str:
+        name = self.config.short_name() if self.config else type(self.model).__name__
+        return f"{name} ({count_parameters(self.model):,} parameters) from {self.source}"
+
+
+def load_model(spec: str, storage: Path, tracking_uri: str | None = None) -> LoadedModel:
+    """Resolve `spec` by the rules in the module docstring and load the model onto the CPU.
+
+    `tracking_uri` (only for MLflow URIs) defaults as for `search`: $MLFLOW_TRACKING_URI, else
+    sqlite:///<cwd>/mlflow.db.
+    """
+    if spec.startswith(MLFLOW_SCHEMES):
+        return _load_mlflow(spec, resolve_tracking_uri(tracking_uri))
+    path = Path(spec)
+    if path.is_file():
+        return load_checkpoint(path)
+    if path.is_dir():
+        for candidate in (path / BEST_FILE, path / "final" / BEST_FILE, path / STATE_FILE):
+            if candidate.is_file():
+                return load_checkpoint(candidate)
+        raise ModelLoadError(f"--model {spec}: the directory holds no {BEST_FILE}, final/{BEST_FILE} or "
+                             f"{STATE_FILE} (expected a finalize, search or trial checkpoint folder)")
+    search_best = storage / spec / "final" / BEST_FILE
+    if search_best.is_file():
+        return load_checkpoint(search_best)
+    if (storage / spec).is_dir():
+        raise ModelLoadError(f"--model {spec}: the search {storage / spec} has no final/{BEST_FILE}; run "
+                             f"`python -m tuner finalize --search {spec}` or name a trial's checkpoint")
+    raise ModelLoadError(f"--model {spec}: no such file or directory, and no search {search_best.parent.parent} "
+                         f"(expected a checkpoint, a finalize/search folder, a search name in {storage}, "
+                         f"or an MLflow URI models:/NAME/VERSION or runs:/RUN_ID/model)")
+
+
+def load_checkpoint(path: Path) -> LoadedModel:
+    """Build the checkpoint's configured model and load its weights strictly."""
+    try:
+        # Our own checkpoints carry NumPy RNG state and plain dicts, which weights_only refuses.
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch.load raises anything from pickle, zip and OS errors
+        raise ModelLoadError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from None
+    if not isinstance(state, dict) or not {"model", "config"} <= set(state):
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ModelLoadError(f"{path}: expected a checkpoint with keys 'model' and 'config', found {found}")
+    config = _config(state["config"], str(path))
+    model = build_model(dict(config.model))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{path}: the weights do not fit the configured {config.short_name()}: "
+                             f"{_first_line(exc)}") from None
+    epoch = f", epoch {state['epoch']}" if "epoch" in state else ""
+    return LoadedModel(model.eval(), config, f"{path}{epoch}")
+
+
+def _load_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        info = mlflow.models.get_model_info(uri)
+        model = mlflow.pytorch.load_model(uri, map_location="cpu")
+    except (MlflowException, OSError) as exc:
+        raise ModelLoadError(f"--model {uri}: cannot load it from the MLflow store {tracking_uri}: "
+                             f"{_first_line(exc)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ModelLoadError(f"--model {uri}: expected a PyTorch model, got {type(model).__name__}")
+    config = _run_config(info.run_id, tracking_uri, uri) if info.run_id else None
+    return LoadedModel(model.eval(), config, f"{uri} in {tracking_uri}")
+
+
+def _run_config(run_id: str, tracking_uri: str, uri: str) -> TrialConfig | None:
+    """The `config.yaml` artifact finalize logs with the model; None for a run without one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = MlflowClient(tracking_uri).download_artifacts(run_id, "config.yaml", tmp)
+        except (MlflowException, OSError):
+            return None
+        return _config(yaml.safe_load(Path(local).read_text()), f"{uri}: config.yaml of run {run_id}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _config(raw: Any, where: str) -> TrialConfig:
+    if not isinstance(raw, dict) or "model" not in raw:
+        raise ModelLoadError(f"{where}: 'config' must be a {{model: ..., train: ...}} mapping, got {raw!r:.80}")
+    try:
+        return TrialConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise ModelLoadError(f"{where}: {exc}") from None

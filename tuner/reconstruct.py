@@ -1,0 +1,248 @@
+"""`python -m tuner reconstruct`: run a trained model over a folder of k-space files and write the images.
+
+Inputs (the first layout that applies):
+
+- the SNU leaderboard layout `DATA/acc{4,8}/kspace/<name>.h5` (or `DATA/leaderboard/acc{4,8}/...`),
+  written to `OUT/acc{4,8}/<name>.h5`, as the challenge expects a submission;
+- `DATA/kspace/*.h5`, else `DATA/*.h5` (e.g. `ROOT/val/kspace`), written to `OUT/<name>.h5`.
+
+Each k-space file holds `kspace` (slices, coils, H, W) complex and `mask` (W,); the mask is applied
+as in training (a no-op on k-space that is already undersampled). Each output holds `reconstruction`
+(slices, h, w) float32: the model output cropped to the target size, the `image_label` size of the
+matching `../image/<name>.h5` if there is one, else 384 x 384 (no larger than the model output).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import h5py
+import numpy as np
+import torch
+
+from data import DataFormatError
+from data.augment import SliceAugmenter
+from data.snu import category_of
+from tuner.checkpoints import load_model
+from tuner.engine import autocast, autocast_dtype, cropped_output
+from tuner.loaders import eval_augmenter
+
+LEADERBOARD_DIRS = {"acc4": 4, "acc8": 8}
+SUBMISSION_SHAPE = (384, 384)
+CHALLENGE_LIMIT_SECONDS = 3600  # the challenge's limit for reconstructing its leaderboard set
+RECON_KEY = "reconstruction"
+
+
+class ReconstructError(ValueError):
+    """Reconstruction cannot run as asked (output folder taken, device missing); the message says why."""
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """What `reconstruct` is asked to do (the CLI's options), checked on construction."""
+
+    model: str
+    data: Path
+    out: Path
+    batch_size: int = 1
+    device: str | None = None  # "cpu" or "cuda"; None: CUDA where available
+    storage: Path = Path("tuner_runs")
+    tracking_uri: str | None = None  # for MLflow URIs; None: as `search` resolves it
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ReconstructError(f"--batch-size: expected a positive integer, got {self.batch_size}")
+        if self.device not in (None, "cpu", "cuda"):
+            raise ReconstructError(f"--device: expected cpu or cuda, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class KspaceFile:
+    """One input file, validated: where its output goes (relative to OUT) and the crop size."""
+
+    path: Path
+    output: Path
+    num_slices: int
+    mask: np.ndarray  # (W,) float32 0/1
+    target_shape: tuple[int, int]
+    category: str  # brain_x4 ...: from the name, else organ brain and the mask's acceleration
+
+
+@dataclass(frozen=True)
+class ReconstructResult:
+    """How much was reconstructed and how long it took."""
+
+    files: int
+    slices: int
+    seconds: float  # the whole command: checks, model loading, reading, inference, writing
+    file_seconds: float  # reading, inference and writing only
+    leaderboard: bool
+
+
+def run_reconstruct(options: ReconstructOptions, out: TextIO) -> ReconstructResult:
+    """Validate everything, load the model, then reconstruct file by file with one progress line each."""
+    start = time.perf_counter()
+    device = _device(options.device)
+    inputs, leaderboard = find_kspace_files(options.data)
+    _check_output_dir(options.out)
+    loaded = load_model(options.model, options.storage, options.tracking_uri)
+    print(f"model: {loaded.describe()}", file=out)
+    print(f"{len(inputs)} files, {sum(f.num_slices for f in inputs)} slices from {options.data} "
+          f"({'leaderboard layout' if leaderboard else 'one output per file'}) -> {options.out}, on {device}",
+          file=out, flush=True)
+    options.out.mkdir(parents=True, exist_ok=True)
+    model = loaded.model.to(device)
+    dtype = autocast_dtype(loaded.mixed_precision, device)
+    # A model trained on cropped or coil-compressed slices must see its inputs prepared the same way.
+    prepare = eval_augmenter(loaded.config.augment) if loaded.config is not None else None
+    file_seconds = 0.0
+    for item in inputs:
+        file_start = time.perf_counter()
+        recon = reconstruct_file(model, item, options.batch_size, device, dtype, prepare)
+        _write_atomically(options.out / item.output, recon)
+        file_seconds += time.perf_counter() - file_start
+        print(f"  {item.output}  {item.num_slices} slices -> {tuple(recon.shape)}  "
+              f"{time.perf_counter() - file_start:.1f} s", file=out, flush=True)
+    result = ReconstructResult(len(inputs), sum(f.num_slices for f in inputs), time.perf_counter() - start,
+                               file_seconds, leaderboard)
+    print(_summary(result), file=out)
+    return result
+
+
+@torch.no_grad()
+def reconstruct_file(model: torch.nn.Module, item: KspaceFile, batch_size: int, device: torch.device,
+                     dtype: torch.dtype | None, prepare: SliceAugmenter | None = None) -> np.ndarray:
+    """All slices of one file in eval mode, under autocast to `dtype` (None: float32): `(S, h, w)` float32.
+
+    `prepare` is the validation-time crop and coil compression of the model's training config, if any.
+    """
+    model.eval()
+    # The same tensors the training set yields for a slice: k-space * mask as complex64, a bool mask.
+    mask = torch.from_numpy(item.mask.astype(bool)).reshape(1, 1, 1, -1, 1)
+    slices = []
+    with h5py.File(item.path, "r") as f:
+        for first in range(0, item.num_slices, batch_size):
+            kspace = f["kspace"][first:first + batch_size]
+            if prepare is not None:
+                kspace = np.stack([_prepared(prepare, k, item, first + i) for i, k in enumerate(kspace)])
+            masked = torch.view_as_real(torch.from_numpy((kspace * item.mask).astype(np.complex64))).contiguous()
+            with autocast(device, dtype):
+                output = cropped_output(model, masked.to(device), mask.repeat(len(kspace), 1, 1, 1, 1).to(device),
+                                        item.target_shape)
+            slices.append(output.float().cpu().numpy())
+    return np.concatenate(slices)
+
+
+def _prepared(prepare: SliceAugmenter, kspace: np.ndarray, item: KspaceFile, index: int) -> np.ndarray:
+    target = np.zeros(item.target_shape, np.float32)  # only its shape matters outside training
+    return prepare.apply(kspace, item.mask.astype(bool), target, 1.0, item.category, epoch=0, slice_key=index)[0]
+
+
+def find_kspace_files(data: Path) -> tuple[list[KspaceFile], bool]:
+    """Every input file of `data`, validated, and whether `data` is in the leaderboard layout."""
+    if not data.is_dir():
+        raise DataFormatError(f"--data {data}: no such directory")
+    root = data / "leaderboard" if (data / "leaderboard").is_dir() else data
+    acc_dirs = [root / name / "kspace" for name in LEADERBOARD_DIRS if (root / name / "kspace").is_dir()]
+    if acc_dirs:
+        paths = [(p, Path(d.parent.name) / p.name) for d in acc_dirs for p in sorted(d.glob("*.h5"))]
+    else:
+        directory = data / "kspace" if (data / "kspace").is_dir() else data
+        paths = [(p, Path(p.name)) for p in sorted(directory.glob("*.h5"))]
+    if not paths:
+        raise DataFormatError(f"--data {data}: no k-space files (expected acc4/kspace/*.h5 and acc8/kspace/*.h5, "
+                              "leaderboard/acc{4,8}/kspace/*.h5, kspace/*.h5 or *.h5)")
+    return [_kspace_file(path, output) for path, output in paths], bool(acc_dirs)
+
+
+def _kspace_file(path: Path, output: Path) -> KspaceFile:
+    num_slices, shape, mask = read_kspace_header(path)
+    image = path.parent.parent / "image" / path.name
+    if image.is_file():
+        image_slices, target_shape, _ = read_target_header(image)
+        if image_slices != num_slices:
+            raise DataFormatError(f"{image}: 'image_label' has {image_slices} slices, its k-space file has "
+                                  f"{num_slices}")
+    else:
+        target_shape = (min(SUBMISSION_SHAPE[0], shape[1]), min(SUBMISSION_SHAPE[1], shape[2]))
+    category = category_of(path.name, mask, organ_default="brain")
+    return KspaceFile(path, output, num_slices, mask, target_shape, category)
+
+
+def read_kspace_header(path: Path) -> tuple[int, tuple[int, int, int], np.ndarray]:
+    """(slices, (coils, H, W), mask (W,) float32) of an SNU k-space file, checked."""
+    with _open(path) as f:
+        kspace = f.get("kspace")
+        if not isinstance(kspace, h5py.Dataset) or kspace.ndim != 4 or kspace.dtype.kind != "c" or 0 in kspace.shape:
+            got = f"{kspace.dtype} {kspace.shape}" if isinstance(kspace, h5py.Dataset) else f"keys {sorted(f)}"
+            raise DataFormatError(f"{path}: expected 'kspace' complex (slices, coils, H, W), got {got}")
+        mask = f.get("mask")
+        mask = np.squeeze(mask[()]) if isinstance(mask, h5py.Dataset) else None
+        num_slices, coils, height, width = (int(n) for n in kspace.shape)
+    if mask is None or mask.shape != (width,) or mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all() \
+            or not mask.any():
+        got = "none" if mask is None else f"{mask.dtype} {mask.shape}"
+        raise DataFormatError(f"{path}: expected 'mask' of 0/1 with shape ({width},) sampling some column, got {got}")
+    return num_slices, (coils, height, width), mask.astype(np.float32)
+
+
+def read_target_header(path: Path) -> tuple[int, tuple[int, int], float]:
+    """(slices, (h, w), max) of an SNU image file: its `image_label` and the `max` attribute, checked."""
+    with _open(path) as f:
+        label = f.get("image_label")
+        if not isinstance(label, h5py.Dataset) or label.ndim != 3 or label.dtype.kind != "f" or 0 in label.shape:
+            got = f"{label.dtype} {label.shape}" if isinstance(label, h5py.Dataset) else f"keys {sorted(f)}"
+            raise DataFormatError(f"{path}: expected 'image_label' float (slices, h, w), got {got}")
+        max_value = np.asarray(f.attrs.get("max", np.nan))
+        num_slices, height, width = (int(n) for n in label.shape)
+    if max_value.size != 1 or max_value.dtype.kind not in "iuf" or not 0 < float(max_value.reshape(())) < np.inf:
+        raise DataFormatError(f"{path}: expected attribute 'max' (the SSIM data range) > 0, got {max_value!r}")
+    return num_slices, (height, width), float(max_value.reshape(()))
+
+
+def _open(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+def _device(choice: str | None) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ReconstructError("--device cuda: no CUDA device is available to torch here")
+    return torch.device(choice or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _check_output_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ReconstructError(f"--out {out}: already exists and is not an empty directory; choose a new one")
+
+
+def _write_atomically(path: Path, recon: np.ndarray) -> None:
+    """Write `reconstruction` to a temporary file beside `path`, then rename: no half-written outputs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset(RECON_KEY, data=recon.astype(np.float32))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _summary(result: ReconstructResult) -> str:
+    line = (f"reconstructed {result.files} files, {result.slices} slices in {result.file_seconds:.1f} s "
+            f"({result.slices / result.file_seconds:.2f} slices/s); {result.seconds:.1f} s in all with model loading")
+    if result.leaderboard:
+        # The limit applies to the whole reconstruction run, so the total is what is compared.
+        verdict = "within" if result.seconds <= CHALLENGE_LIMIT_SECONDS else "OVER"
+        line += (f", {verdict} the challenge's {CHALLENGE_LIMIT_SECONDS} s limit for its leaderboard set "
+                 f"({100 * result.seconds / CHALLENGE_LIMIT_SECONDS:.1f} %)")
+    return line
