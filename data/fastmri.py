@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from .errors import DataFormatError
 from .masks import MASK_KINDS, make_mask, nominal_acceleration
-from .snu import ACCELERATIONS, SliceTransform, VarNetSample
+from .snu import ACCELERATIONS, SliceTransform, VarNetSample, checked_data_range, checked_mask, h5_dataset
 
 
 class IsmrmrdHeader(NamedTuple):
@@ -109,22 +109,6 @@ def organ_of(fname: str | Path) -> str:
     return "brain" if "brain" in tokens else "knee"
 
 
-def _dataset(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
-    item = f.get(key)
-    if not isinstance(item, h5py.Dataset):
-        raise DataFormatError(f"{path}: missing dataset '{key}' (found keys {sorted(f.keys())})")
-    return item
-
-
-def _check_mask(mask: np.ndarray, width: int, path: Path) -> np.ndarray:
-    mask = np.squeeze(mask)
-    if mask.ndim != 1 or mask.shape[0] != width:
-        raise DataFormatError(f"{path}: 'mask' must have shape ({width},) to match the k-space width, got {mask.shape}")
-    if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all() or not mask.any():
-        raise DataFormatError(f"{path}: 'mask' must hold only 0 and 1 and sample at least one column")
-    return mask.astype(bool)
-
-
 def _header_xml(raw: object, path: Path) -> bytes | str:
     # Stored as a scalar string dataset; some writers wrap it in a one-element array.
     if isinstance(raw, np.ndarray) and raw.size == 1:
@@ -136,18 +120,12 @@ def _header_xml(raw: object, path: Path) -> bytes | str:
 
 def _max_attr(f: h5py.File, path: Path, target: h5py.Dataset) -> float:
     # fastMRI stores the volume's target maximum as attribute 'max'; compute it where it is missing.
-    value = np.asarray(f.attrs["max"]) if "max" in f.attrs else np.asarray(target[()].max())
-    if value.size != 1 or value.dtype.kind not in "iuf":
-        raise DataFormatError(f"{path}: attribute 'max' must be one number, got {value!r}")
-    max_value = float(value.reshape(()))
-    if not np.isfinite(max_value) or max_value <= 0:
-        raise DataFormatError(f"{path}: the SSIM data range ('max') must be finite and > 0, got {max_value}")
-    return max_value
+    return checked_data_range(f.attrs["max"] if "max" in f.attrs else target[()].max(), path)
 
 
 def _read_volume(path: Path) -> _Volume:
     with h5py.File(path, "r") as f:
-        kspace = _dataset(f, "kspace", path)
+        kspace = h5_dataset(f, "kspace", path)
         if kspace.ndim != 4 or kspace.dtype.kind != "c" or 0 in kspace.shape:
             raise DataFormatError(
                 f"{path}: 'kspace' must be non-empty complex (slices, coils, H, W), "
@@ -156,13 +134,13 @@ def _read_volume(path: Path) -> _Volume:
         num_slices, coils, height, width = (int(n) for n in kspace.shape)
         header = None
         if "ismrmrd_header" in f:
-            raw = _dataset(f, "ismrmrd_header", path)[()]
+            raw = h5_dataset(f, "ismrmrd_header", path)[()]
             header = parse_ismrmrd_header(_header_xml(raw, path), f"{path}: ismrmrd_header")
-        stored_mask = _check_mask(_dataset(f, "mask", path)[()], width, path) if "mask" in f else None
+        stored_mask = checked_mask(h5_dataset(f, "mask", path)[()], width, path) if "mask" in f else None
 
         has_target = "reconstruction_rss" in f
         if has_target:
-            target = _dataset(f, "reconstruction_rss", path)
+            target = h5_dataset(f, "reconstruction_rss", path)
             if target.ndim != 3 or target.dtype.kind != "f" or target.shape[0] != num_slices:
                 raise DataFormatError(
                     f"{path}: 'reconstruction_rss' must be real floating ({num_slices}, h, w), "

@@ -88,7 +88,8 @@ class _FileInfo(NamedTuple):
     category: str
 
 
-def _dataset(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
+def h5_dataset(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
+    """The dataset `key` of an open h5 file, or a DataFormatError naming the file and the keys it has."""
     item = f.get(key)
     if not isinstance(item, h5py.Dataset):
         raise DataFormatError(f"{path}: missing dataset '{key}' (found keys {sorted(f.keys())})")
@@ -97,7 +98,7 @@ def _dataset(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
 
 def _check_kspace_file(path: Path) -> tuple[int, tuple[int, int, int], np.ndarray]:
     with h5py.File(path, "r") as f:
-        kspace = _dataset(f, "kspace", path)
+        kspace = h5_dataset(f, "kspace", path)
         if kspace.ndim != 4 or kspace.dtype.kind != "c":
             raise DataFormatError(
                 f"{path}: 'kspace' must be complex (slices, coils, H, W), "
@@ -105,9 +106,14 @@ def _check_kspace_file(path: Path) -> tuple[int, tuple[int, int, int], np.ndarra
             )
         if 0 in kspace.shape:
             raise DataFormatError(f"{path}: 'kspace' is empty, shape {kspace.shape}")
-        mask = _dataset(f, "mask", path)[()]
+        mask = h5_dataset(f, "mask", path)[()]
         shape = tuple(int(n) for n in kspace.shape)
-    num_slices, width = shape[0], shape[-1]
+    num_slices = shape[0]
+    return num_slices, (shape[1], shape[2], shape[3]), checked_mask(mask, shape[-1], path).astype(np.float32)
+
+
+def checked_mask(mask: np.ndarray, width: int, path: Path) -> np.ndarray:
+    """A stored column mask as (width,) bool, or a DataFormatError saying what is wrong with it."""
     mask = np.squeeze(mask)
     if mask.ndim != 1 or mask.shape[0] != width:
         raise DataFormatError(
@@ -117,12 +123,12 @@ def _check_kspace_file(path: Path) -> tuple[int, tuple[int, int, int], np.ndarra
         raise DataFormatError(f"{path}: 'mask' must hold only 0 and 1, got dtype {mask.dtype}")
     if not mask.any():
         raise DataFormatError(f"{path}: 'mask' samples no column")
-    return num_slices, (shape[1], shape[2], shape[3]), mask.astype(np.float32)
+    return mask.astype(bool)
 
 
 def _check_image_file(path: Path, num_slices: int) -> float:
     with h5py.File(path, "r") as f:
-        label = _dataset(f, "image_label", path)
+        label = h5_dataset(f, "image_label", path)
         if label.ndim != 3 or label.dtype.kind != "f":
             raise DataFormatError(
                 f"{path}: 'image_label' must be real floating (slices, h, w), "
@@ -134,10 +140,15 @@ def _check_image_file(path: Path, num_slices: int) -> float:
             )
         if "max" not in f.attrs:
             raise DataFormatError(f"{path}: missing file attribute 'max' (the SSIM data range)")
-        max_value = np.asarray(f.attrs["max"])
-    if max_value.size != 1 or max_value.dtype.kind not in "iuf":
-        raise DataFormatError(f"{path}: attribute 'max' must be one number, got {max_value!r}")
-    max_value = float(max_value.reshape(()))
+        return checked_data_range(f.attrs["max"], path)
+
+
+def checked_data_range(value: object, path: Path) -> float:
+    """A file's SSIM data range ('max') as a float, or a DataFormatError: one finite number > 0."""
+    array = np.asarray(value)
+    if array.size != 1 or array.dtype.kind not in "iuf":
+        raise DataFormatError(f"{path}: attribute 'max' must be one number, got {array!r}")
+    max_value = float(array.reshape(()))
     if not np.isfinite(max_value) or max_value <= 0:
         raise DataFormatError(f"{path}: attribute 'max' must be finite and > 0, got {max_value}")
     return max_value

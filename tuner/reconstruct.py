@@ -27,7 +27,7 @@ import torch
 
 from data import DataFormatError
 from data.augment import SliceAugmenter
-from data.snu import category_of
+from data.snu import category_of, checked_data_range, checked_mask, h5_dataset
 from tuner.checkpoints import load_model
 from tuner.engine import autocast, autocast_dtype, cropped_output
 from tuner.loaders import eval_augmenter
@@ -181,13 +181,8 @@ def read_kspace_header(path: Path) -> tuple[int, tuple[int, int, int], np.ndarra
         if not isinstance(kspace, h5py.Dataset) or kspace.ndim != 4 or kspace.dtype.kind != "c" or 0 in kspace.shape:
             got = f"{kspace.dtype} {kspace.shape}" if isinstance(kspace, h5py.Dataset) else f"keys {sorted(f)}"
             raise DataFormatError(f"{path}: expected 'kspace' complex (slices, coils, H, W), got {got}")
-        mask = f.get("mask")
-        mask = np.squeeze(mask[()]) if isinstance(mask, h5py.Dataset) else None
+        mask = checked_mask(h5_dataset(f, "mask", path)[()], int(kspace.shape[-1]), path)
         num_slices, coils, height, width = (int(n) for n in kspace.shape)
-    if mask is None or mask.shape != (width,) or mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all() \
-            or not mask.any():
-        got = "none" if mask is None else f"{mask.dtype} {mask.shape}"
-        raise DataFormatError(f"{path}: expected 'mask' of 0/1 with shape ({width},) sampling some column, got {got}")
     return num_slices, (coils, height, width), mask.astype(np.float32)
 
 
@@ -198,11 +193,11 @@ def read_target_header(path: Path) -> tuple[int, tuple[int, int], float]:
         if not isinstance(label, h5py.Dataset) or label.ndim != 3 or label.dtype.kind != "f" or 0 in label.shape:
             got = f"{label.dtype} {label.shape}" if isinstance(label, h5py.Dataset) else f"keys {sorted(f)}"
             raise DataFormatError(f"{path}: expected 'image_label' float (slices, h, w), got {got}")
-        max_value = np.asarray(f.attrs.get("max", np.nan))
+        if "max" not in f.attrs:
+            raise DataFormatError(f"{path}: missing file attribute 'max' (the SSIM data range)")
+        max_value = checked_data_range(f.attrs["max"], path)
         num_slices, height, width = (int(n) for n in label.shape)
-    if max_value.size != 1 or max_value.dtype.kind not in "iuf" or not 0 < float(max_value.reshape(())) < np.inf:
-        raise DataFormatError(f"{path}: expected attribute 'max' (the SSIM data range) > 0, got {max_value!r}")
-    return num_slices, (height, width), float(max_value.reshape(()))
+    return num_slices, (height, width), max_value
 
 
 def _open(path: Path) -> h5py.File:
