@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import ROOT
 from tuner.config import ConfigError, TrialConfig
 from tuner.engine import Trainer
 from tuner.loaders import TrialData
@@ -160,3 +161,24 @@ def test_a_fastmri_root_trains_through_the_same_loaders(tmp_path):
     trainer = Trainer(config, total_epochs=1, device=torch.device("cpu"))
     result = trainer.run_epoch(data.train_loader(0), data.val_loader())
     assert np.isfinite(result.val.overall) and np.isfinite(result.train_loss)
+
+
+def test_batches_over_slices_of_several_shapes_are_refused_before_the_search(tmp_path, capsys):
+    from data.demo import write_demo_dataset
+    from data.layout import open_split
+    from tuner.cli import main
+    from tuner.data_root import demo_spec
+    from tuner.loaders import require_one_shape
+    from tuner.spec import load_spec as load
+
+    tiny = load(ROOT / "search_spaces" / "tiny.yaml")
+    root = write_demo_dataset(tmp_path / "varied", demo_spec({**tiny.demo, "num_coils": [2, 8]}))
+    with pytest.raises(ConfigError, match="train.batch_size: 2 needs training slices of one shape"):
+        require_one_shape(open_split(root, "train").files, 2)
+    require_one_shape(open_split(root, "train").files, 1)
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("search:", "train: {batch_size: {choice: [1, 2]}}\nsearch:"))
+    assert main(["search", str(space), "--data", str(root), "--storage", str(tmp_path / "runs"),
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+    assert "train.batch_size: 2 needs training slices of one shape" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -145,6 +145,10 @@ def _search(args: argparse.Namespace) -> int:
         how = "cached" if seconds is None else f"generated in {seconds:.1f} s"
         print(f"demo data ({how}): {data_root}")
     train_slices, val_slices = check_data_root(data_root)
+    from data.layout import open_split
+    from tuner.loaders import require_one_shape
+
+    require_one_shape(open_split(data_root, "train").files, spec.largest_value("train.batch_size", 1))
     if spec.mask_bank is not None:
         from data.augment import MaskBank
 

@@ -34,8 +34,7 @@ class TrialData:
         augment = augment or AugmentConfig()
         train = open_split(root, "train")
         val = open_split(root, "val")
-        if config.batch_size > 1:
-            _require_one_shape(train.files, config.batch_size)
+        require_one_shape(train.files, config.batch_size)
         self.augmenter: SliceAugmenter | None = None
         if _active(augment):
             bank = None
@@ -93,8 +92,13 @@ def eval_augmenter(augment: AugmentConfig) -> SliceAugmenter | None:
     return SliceAugmenter(augment, train=False)
 
 
-def _require_one_shape(files: Sequence[Path], batch_size: int) -> None:
-    """Batches stack slices, so batch_size > 1 needs one (coils, H, W) across the training files."""
+def require_one_shape(files: Sequence[Path], batch_size: int) -> None:
+    """Batches stack slices, so batch_size > 1 needs one (coils, H, W) across the training files.
+
+    Raises ConfigError naming the shapes found; does nothing for batch_size 1.
+    """
+    if batch_size <= 1:
+        return
     shapes = set()
     for path in files:
         with h5py.File(path, "r") as f:

@@ -139,6 +139,13 @@ class SearchSpec:
     def trial_config(self, flat: Mapping[str, Any]) -> TrialConfig:
         return TrialConfig.from_flat({**self.fixed, **flat})
 
+    def largest_value(self, key: str, default: Any) -> Any:
+        """The largest value `key` can take in this space: its fixed value, or its domain's top corner."""
+        param = next((p for p in self.params if p.key == key), None)
+        if param is None:
+            return self.fixed.get(key, default)
+        return max(v for v in param.corners() if v is not None)
+
     def config_key(self, flat: Mapping[str, Any]) -> str:
         """Equal for samples that train identically (inactive conditional keys take their defaults)."""
         return repr(sorted(self.trial_config(flat).flat().items()))
@@ -232,14 +239,16 @@ def _parse(raw: Any, path: Path) -> SearchSpec:
         raise SpecError(f"resources.vram_budget_gb: expected > 0, got {resources.vram_budget_gb!r}")
     data = _mapping(raw.get("data", {}), "data")
     _no_unknown(data, ("root", "mask_bank"), "data.")
-    data_root, mask_bank = (None if data.get(key) is None else (path.parent / Path(str(data[key])).expanduser()).resolve()
-                            for key in ("root", "mask_bank"))
+    # Paths in the file are relative to the file.
+    data_root, mask_bank = (None if data.get(key) is None else (path.parent / Path(str(data[key])).expanduser())
+                            .resolve() for key in ("root", "mask_bank"))
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
         raise SpecError(f"name: expected a short name without spaces or slashes, got {name!r}")
     return SearchSpec(
         name=name, source=path.resolve(), fixed=fixed, params=params_t, search=search, asha=asha,
-        finalize_epochs=_positive("finalize.epochs", finalize.get("epochs", 50)), data_root=data_root, mask_bank=mask_bank,
+        finalize_epochs=_positive("finalize.epochs", finalize.get("epochs", 50)), data_root=data_root,
+        mask_bank=mask_bank,
         demo=_mapping(raw.get("demo", {}), "demo"), resources=resources, description=str(raw.get("description", "")),
     )
 
