@@ -39,7 +39,9 @@ def test_memory_measures_the_space_and_a_given_config(tmp_path, capsys):
 
 
 def test_a_budget_too_small_for_anything_says_so(capsys):
-    assert main(["memory", str(TINY_SPACE), "--shape", "2,32,24", "--budget", "0.001"]) == 0
+    # A slice large enough that a step needs tens of MB: far past the 1 MB budget and its 2 MB safety limit,
+    # so the CPU's allocator slack (reused heap pages, about 1 MB) cannot hide it.
+    assert main(["memory", str(TINY_SPACE), "--shape", "2,256,192", "--budget", "0.001"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("smallest", "largest"))]
     assert len(rows) == 2
     assert all(line.count("> 1 MB") == 2 for line in rows)
