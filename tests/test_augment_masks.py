@@ -38,6 +38,20 @@ def test_fully_sampled_check():
     assert not is_fully_sampled(full_kspace() * make_mask("equispaced", WIDTH, 4, 0.08, 0))
 
 
+def test_zero_padded_edges_are_not_undersampling():
+    # fastMRI knee k-space: fully sampled between the acquired limits, zeros padded out to the width.
+    padded = full_kspace()
+    padded[..., :4] = 0
+    padded[..., -3:] = 0
+    assert is_fully_sampled(padded) and unsampled_columns(padded).size == 0
+    padded[..., 20] = 0
+    assert unsampled_columns(padded).tolist() == [20]
+    undersampled = full_kspace() * make_mask("equispaced", WIDTH, 4, 0.08, 1)
+    undersampled[..., :2] = 0
+    assert not is_fully_sampled(undersampled)
+    assert unsampled_columns(np.zeros_like(padded)).size == WIDTH
+
+
 def test_family_draws_follow_kinds_weights_and_centre_fraction():
     config = MaskAugmentConfig(kinds=("equispaced", "random"), weights=(1.0, 0.0), center_fraction=(0.1, 0.1))
     for seed in range(5):

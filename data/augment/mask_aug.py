@@ -15,13 +15,21 @@ from .config import MaskAugmentConfig
 
 
 def unsampled_columns(kspace: np.ndarray) -> np.ndarray:
-    """Indices of the phase-encode columns that are exactly zero in every coil and row of (..., H, W)."""
+    """Indices of the phase-encode columns of (..., H, W) that are exactly zero in every coil and row.
+
+    Zero columns in a run that reaches either edge are zero-padding, not undersampling (fastMRI pads
+    knee k-space out to its width; its header names the acquired range), so they are not counted: a
+    new mask may sample them, and what it reads there, zeros, is the truth.
+    """
     measured = np.any(kspace.reshape(-1, kspace.shape[-1]) != 0, axis=0)
-    return np.flatnonzero(~measured)
+    if not measured.any():
+        return np.arange(measured.size)
+    first, last = np.flatnonzero(measured)[[0, -1]]
+    return first + np.flatnonzero(~measured[first:last + 1])
 
 
 def is_fully_sampled(kspace: np.ndarray) -> bool:
-    """True when no phase-encode column of ``kspace`` (..., H, W) is all zero."""
+    """True when no phase-encode column of ``kspace`` (..., H, W) is all zero, edge padding aside."""
     return unsampled_columns(kspace).size == 0
 
 
