@@ -10,8 +10,9 @@ a data root, exactly what a trial's probe would use.
 from __future__ import annotations
 
 import dataclasses
-import gc
+import multiprocessing
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,7 +20,7 @@ from typing import Any, TextIO
 import torch
 import yaml
 
-from tuner.config import ConfigError, TrialConfig
+from tuner.config import ConfigError, TrialConfig, count_parameters_of
 from tuner.engine import Trainer, pick_device
 from tuner.feasibility import OutOfBudget, StepMeasurement, measure_training_step, synthetic_batch, warm_up
 from tuner.loaders import TrialData
@@ -102,7 +103,6 @@ def memory_report(configs: list[NamedConfig], source: SliceSource, budget_gb: fl
     budget = int(budget_gb * GIB)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU (float32, no autocast)"
     print(f"one training step on {where}, {source.describe()}, budget {format_bytes(budget)}", file=out, flush=True)
-    warm_up(device)
     rows = []
     for named in configs:
         rows.append(measure(named, source, budget, device))
@@ -112,25 +112,34 @@ def memory_report(configs: list[NamedConfig], source: SliceSource, budget_gb: fl
 
 
 def measure(named: NamedConfig, source: SliceSource, budget_bytes: int, device: torch.device) -> MemoryRow:
-    """Measure one configuration with checkpointing off and on."""
+    """Measure one configuration with checkpointing off and on, each in a fresh process.
+
+    A fresh process per measurement gives each the same clean allocator, and keeps a step that ran
+    out of memory under the CPU limit from leaving the next one a damaged oneDNN (seen once: every
+    later convolution failed with "could not create a primitive").
+    """
     results: dict[bool, StepMeasurement | None] = {}
-    num_parameters = 0
     for checkpointing in (False, True):
-        model = {**named.config.model, "checkpointing": checkpointing}
-        config = dataclasses.replace(named.config, model=model)
-        try:
-            trainer = Trainer(config, total_epochs=1, device=device)
-            num_parameters = trainer.num_parameters
-            results[checkpointing] = measure_training_step(trainer, source.batch(config), budget_bytes)
-        except Exception as exc:
-            # Weights alone may not fit either; any way of running out counts as not fitting.
-            if not isinstance(exc, OutOfBudget) and not is_out_of_memory(exc):
-                raise
-            results[checkpointing] = None
-        finally:
-            trainer = None
-            gc.collect()
-    return MemoryRow(named.label, named.config, num_parameters, results[False], results[True])
+        config = dataclasses.replace(named.config, model={**named.config.model, "checkpointing": checkpointing})
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results[checkpointing] = pool.submit(measure_in_this_process, config, source, budget_bytes,
+                                                 device.type).result()
+    return MemoryRow(named.label, named.config, count_parameters_of(named.config), results[False], results[True])
+
+
+def measure_in_this_process(config: TrialConfig, source: SliceSource, budget_bytes: int,
+                            device_type: str) -> StepMeasurement | None:
+    """One training step of `config` measured here; None when it does not fit the budget."""
+    device = torch.device(device_type)
+    warm_up(device)
+    try:
+        return measure_training_step(Trainer(config, total_epochs=1, device=device), source.batch(config),
+                                     budget_bytes)
+    except Exception as exc:
+        # Weights alone may not fit either; any way of running out counts as not fitting.
+        if not isinstance(exc, OutOfBudget) and not is_out_of_memory(exc):
+            raise
+        return None
 
 
 def print_report(rows: list[MemoryRow], budget_bytes: int, out: TextIO) -> None:
