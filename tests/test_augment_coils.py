@@ -1,11 +1,13 @@
-"""Readout cropping and coil compression (SCC, GCC) on simulated multi-coil k-space."""
+"""Readout cropping and coil compression (SCC, GCC) on simulated multi-coil k-space (torch tensors;
+equivalence with the NumPy reference is in test_augment_torch_equivalence.py)."""
 
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
 
 from data.augment import compress_coils, crop_readout, gcc_matrices, scc_matrix
-from data.transforms import center_crop, fft2c, ifft2c, rss
+from data.transforms import center_crop, fft2c, fftc, ifft2c, rss
 
 COILS, HEIGHT, WIDTH = 16, 128, 64
 
@@ -30,22 +32,23 @@ def simulate(seed: int = 0, noise: float = 0.02) -> tuple[np.ndarray, np.ndarray
     return noisy.astype(np.complex64), clean.astype(np.complex64)
 
 
-def energy(x: np.ndarray) -> float:
-    return float(np.sum(np.abs(x.astype(np.complex128)) ** 2))
+def energy(x: torch.Tensor) -> float:
+    return float(x.to(torch.complex128).abs().square().sum())
 
 
-def hybrid(kspace: np.ndarray) -> np.ndarray:
+def hybrid(kspace: torch.Tensor) -> torch.Tensor:
     """Image along the readout axis, k-space along the columns (energy-preserving)."""
-    return np.fft.fftshift(np.fft.ifft(np.fft.ifftshift(kspace, axes=-2), axis=-2, norm="ortho"), axes=-2)
+    return fftc(kspace, (-2,), inverse=True)
 
 
 @pytest.fixture(scope="module")
-def data() -> tuple[np.ndarray, np.ndarray]:
-    return simulate()
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    noisy, clean = simulate()
+    return torch.from_numpy(noisy), torch.from_numpy(clean)
 
 
-def equispaced_mask() -> np.ndarray:
-    mask = np.zeros(WIDTH, dtype=bool)
+def equispaced_mask() -> torch.Tensor:
+    mask = torch.zeros(WIDTH, dtype=torch.bool)
     mask[1::4] = True
     mask[29:35] = True
     return mask
@@ -55,14 +58,15 @@ def test_crop_readout_equals_the_crop_of_the_image(data):
     kspace = data[0]
     for height, start in ((64, None), (63, None), (50, 3)):
         cropped = crop_readout(kspace, height, start)
-        assert cropped.shape == (COILS, height, WIDTH) and cropped.dtype == np.complex64
+        assert cropped.shape == (COILS, height, WIDTH) and cropped.dtype == torch.complex64
         first = (HEIGHT - height) // 2 if start is None else start
-        assert np.allclose(ifft2c(cropped), ifft2c(kspace)[:, first : first + height], atol=1e-4)
-    assert np.allclose(ifft2c(crop_readout(kspace, 64)), center_crop(ifft2c(kspace), (64, WIDTH)), atol=1e-4)
+        torch.testing.assert_close(ifft2c(cropped), ifft2c(kspace)[:, first : first + height], rtol=0, atol=1e-4)
+    torch.testing.assert_close(ifft2c(crop_readout(kspace, 64)), center_crop(ifft2c(kspace), (64, WIDTH)),
+                               rtol=0, atol=1e-4)
     # Column-wise, so it commutes with the column mask and keeps unsampled columns exactly zero.
     mask = equispaced_mask()
-    assert np.allclose(crop_readout(kspace * mask, 64), crop_readout(kspace, 64) * mask, atol=1e-5)
-    assert np.all(crop_readout(kspace * mask, 64)[..., ~mask] == 0)
+    torch.testing.assert_close(crop_readout(kspace * mask, 64), crop_readout(kspace, 64) * mask, rtol=0, atol=1e-5)
+    assert torch.all(crop_readout(kspace * mask, 64)[..., ~mask] == 0)
     with pytest.raises(ValueError, match="height"):
         crop_readout(kspace, HEIGHT + 1)
     with pytest.raises(ValueError, match="start"):
@@ -73,9 +77,10 @@ def test_crop_readout_equals_the_crop_of_the_image(data):
 def test_compressing_to_all_coils_is_unitary(data, method):
     kspace = data[0]
     out = compress_coils(kspace, method, COILS, equispaced_mask())
-    assert out.shape == kspace.shape and out.dtype == np.complex64
+    assert out.shape == kspace.shape and out.dtype == torch.complex64
     assert energy(out) == pytest.approx(energy(kspace), rel=1e-5)
-    assert np.allclose(rss(ifft2c(out)), rss(ifft2c(kspace)), rtol=1e-3, atol=1e-4 * rss(ifft2c(kspace)).max())
+    image = rss(ifft2c(kspace))
+    torch.testing.assert_close(rss(ifft2c(out)), image, rtol=1e-3, atol=1e-4 * float(image.max()))
 
 
 def test_compression_matrices_have_orthonormal_rows(data):
@@ -83,8 +88,10 @@ def test_compression_matrices_have_orthonormal_rows(data):
     scc = scc_matrix(kspace, 8)
     gcc = gcc_matrices(kspace, 8)
     assert scc.shape == (8, COILS) and gcc.shape == (HEIGHT, 8, COILS)
-    assert np.allclose(scc @ scc.conj().T, np.eye(8), atol=1e-10)
-    assert np.allclose(gcc @ np.conj(np.swapaxes(gcc, -1, -2)), np.eye(8), atol=1e-10)
+    assert scc.dtype == gcc.dtype == torch.complex128
+    eye = torch.eye(8, dtype=torch.complex128)
+    torch.testing.assert_close(scc @ scc.mH, eye, rtol=0, atol=1e-10)
+    torch.testing.assert_close(gcc @ gcc.mH, eye.expand(HEIGHT, 8, 8), rtol=0, atol=1e-10)
 
 
 def test_energy_kept_when_compressing_16_to_8_coils(data):
@@ -100,26 +107,29 @@ def test_energy_kept_when_compressing_16_to_8_coils(data):
     assert gcc_energy >= scc_energy
     scc = scc_matrix(noisy, 8, mask)
     gcc = gcc_matrices(noisy, 8, mask)
-    assert energy(np.tensordot(scc, clean, axes=(1, 0))) / energy(clean) >= 0.99
-    assert energy(gcc @ np.swapaxes(hybrid(clean), 0, 1)) / energy(clean) >= 0.99
+    clean128 = clean.to(torch.complex128)
+    assert energy(torch.tensordot(scc, clean128, dims=([1], [0]))) / energy(clean) >= 0.99
+    assert energy(gcc @ hybrid(clean128).transpose(0, 1)) / energy(clean) >= 0.99
     # Calibrating on the sampled columns only keeps nearly as much as calibrating on all of them.
     assert energy(compress_coils(noisy, "gcc", 8, mask)) / energy(noisy) >= gcc_energy - 0.01
 
 
 def test_gcc_applies_each_rows_matrix_in_the_centred_hybrid_domain(data):
-    def by_definition(kspace: np.ndarray, matrices: np.ndarray) -> np.ndarray:
-        rows = np.swapaxes(matrices @ np.swapaxes(hybrid(kspace), 0, 1), 0, 1)  # image row x mixed by matrix x
-        return np.fft.fftshift(np.fft.fft(np.fft.ifftshift(rows, axes=-2), axis=-2, norm="ortho"), axes=-2)
+    def by_definition(kspace: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+        # Image row x mixed by matrix x.
+        rows = (matrices @ hybrid(kspace.to(torch.complex128)).transpose(0, 1)).transpose(0, 1)
+        return fftc(rows, (-2,)).to(torch.complex64)
 
     kspace, mask = data[0], equispaced_mask()
     expected = by_definition(kspace, gcc_matrices(kspace, 8, mask, window=3))
-    assert np.allclose(compress_coils(kspace, "gcc", 8, mask, window=3), expected, atol=1e-4)
+    torch.testing.assert_close(compress_coils(kspace, "gcc", 8, mask, window=3), expected, rtol=0, atol=1e-4)
     odd = kspace[:, :-1]  # an odd number of rows shifts differently
-    assert np.allclose(compress_coils(odd, "gcc", 8), by_definition(odd, gcc_matrices(odd, 8)), atol=1e-4)
+    expected = by_definition(odd, gcc_matrices(odd, 8))
+    torch.testing.assert_close(compress_coils(odd, "gcc", 8), expected, rtol=0, atol=1e-4)
 
 
 def test_gcc_neighbours_are_aligned(data):
-    matrices = gcc_matrices(data[0], 8)
+    matrices = gcc_matrices(data[0], 8).numpy()
     rng = np.random.default_rng(1)
     for x in list(range(HEIGHT // 2 + 1, HEIGHT // 2 + 20)) + list(range(HEIGHT // 2 - 20, HEIGHT // 2)):
         neighbour = matrices[x - 1] if x > HEIGHT // 2 else matrices[x + 1]  # aligned outwards from the centre
@@ -137,13 +147,13 @@ def test_compression_commutes_with_the_mask_and_validates(data):
     mask = equispaced_mask()
     for method in ("scc", "gcc"):
         out = compress_coils(kspace * mask, method, 8, mask)
-        assert np.all(out[..., ~mask] == 0)
+        assert torch.all(out[..., ~mask] == 0)
     assert compress_coils(kspace, "none", 8) is kspace
     with pytest.raises(ValueError, match="method"):
         compress_coils(kspace, "pca", 8)
     with pytest.raises(ValueError, match="num_virtual"):
         compress_coils(kspace, "scc", COILS + 1)
     with pytest.raises(ValueError, match="columns"):
-        compress_coils(kspace, "gcc", 8, np.zeros(WIDTH, dtype=bool))
+        compress_coils(kspace, "gcc", 8, torch.zeros(WIDTH, dtype=torch.bool))
     with pytest.raises(ValueError, match="window"):
         gcc_matrices(kspace, 8, window=0)
