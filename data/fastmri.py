@@ -26,12 +26,20 @@ from typing import NamedTuple, Sequence
 
 import h5py
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from .errors import DataFormatError
 from .masks import MASK_KINDS, make_mask, nominal_acceleration
-from .snu import ACCELERATIONS, SliceTransform, VarNetSample, checked_data_range, checked_mask, h5_dataset
+from .snu import (
+    ACCELERATIONS,
+    RawSlice,
+    SliceTransform,
+    VarNetSample,
+    checked_data_range,
+    checked_mask,
+    h5_dataset,
+    to_sample,
+)
 
 
 class IsmrmrdHeader(NamedTuple):
@@ -268,19 +276,7 @@ class FastMRISliceDataset(Dataset):
             acceleration, center_fraction = self._masks[choice]
             mask = make_mask(self._mask_kind, volume.shape[2], acceleration, center_fraction, mask_seed)
             mask &= volume.acquired
-        max_value, category = volume.max_value, self._category(file_idx, choice)
+        raw = RawSlice(kspace, mask, target, volume.max_value, self._category(file_idx, choice))
         if self.transform is not None:
-            kspace, mask, target, max_value, category = self.transform(
-                kspace, mask, target, max_value, category, i % len(self)
-            )
-            mask = np.asarray(mask, dtype=bool)
-        masked = (kspace * mask).astype(np.complex64)
-        return VarNetSample(
-            masked_kspace=torch.view_as_real(torch.from_numpy(masked)).contiguous(),
-            mask=torch.from_numpy(mask).reshape(1, 1, -1, 1),
-            target=torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
-            max_value=max_value,
-            category=category,
-            fname=volume.path.name,
-            slice_idx=slice_idx,
-        )
+            raw = self.transform(raw, i % len(self))
+        return to_sample(raw, volume.path.name, slice_idx)

@@ -5,7 +5,9 @@ Layout (DESIGN 4)::
     ROOT/{train,val}/kspace/{brain,knee}_acc{4,8}_{N}.h5   kspace (S, C, H, W) complex, mask (W,) 0/1
     ROOT/{train,val}/image/<same name>.h5                   image_label (S, h, w) float, attrs["max"] > 0
 
-The k-space in these sets is fully sampled; the dataset applies the file's mask.
+The k-space in these sets is fully sampled. A sample carries it as stored, with the file's mask beside
+it: the mask is applied where the batch meets the model (``data.batch``), after any augmentation that
+needs the fully sampled data, on the device the model runs on.
 """
 
 from __future__ import annotations
@@ -27,22 +29,56 @@ ACCELERATIONS = (4, 8)
 CATEGORIES = tuple(f"{organ}_x{acc}" for organ in ORGANS for acc in ACCELERATIONS)
 _ACC_TOKEN = re.compile(r"acc(\d+)")
 T = TypeVar("T")
-# (kspace, mask, target, max_value, category, index) -> (kspace, mask, target, max_value, category)
-SliceTransform = Callable[
-    [np.ndarray, np.ndarray, np.ndarray, float, str, int], tuple[np.ndarray, np.ndarray, np.ndarray, float, str]
-]
+# The length of an encoded geometric transform (``data.augment.ImageTransform.to_vector``); all zeros: none.
+IMAGE_TRANSFORM_SIZE = 8
+
+
+class RawSlice(NamedTuple):
+    """One slice as read, before it becomes a tensor sample; what a dataset's ``transform`` receives and returns."""
+
+    kspace: np.ndarray  # (C, H, W) complex, as stored (fully sampled in train/val sets)
+    mask: np.ndarray  # (W,) bool: the columns the model may see
+    target: np.ndarray  # (h, w) float
+    max_value: float  # SSIM data range
+    category: str  # one of CATEGORIES
+    image_transform: np.ndarray = np.zeros(IMAGE_TRANSFORM_SIZE)  # still to apply on the device
+
+
+# (slice, index of the item) -> slice
+SliceTransform = Callable[[RawSlice, int], RawSlice]
 
 
 class VarNetSample(NamedTuple):
-    """One slice, ready for a VarNet. torch's default collate batches it field by field."""
+    """One slice for a VarNet. torch's default collate batches it field by field.
 
-    masked_kspace: torch.Tensor  # (C, H, W, 2) float32: kspace * mask as (re, im)
+    ``kspace`` is not masked yet: ``data.batch.BatchPreparation`` applies ``image_transform`` (when not
+    all zeros) and then ``mask`` on the model's device, so augmentation that needs the fully sampled
+    k-space runs there and the model only ever sees masked k-space.
+    """
+
+    kspace: torch.Tensor  # (C, H, W, 2) float32 (re, im), as stored
     mask: torch.Tensor  # (1, 1, W, 1) bool
     target: torch.Tensor  # (h, w) float32
     max_value: float  # SSIM data range of the file
     category: str  # one of CATEGORIES
     fname: str  # k-space file name, e.g. "brain_acc4_3.h5"
     slice_idx: int
+    image_transform: torch.Tensor  # (IMAGE_TRANSFORM_SIZE,) float64 geometric augmentation; zeros: none
+
+
+def to_sample(raw: RawSlice, fname: str, slice_idx: int) -> VarNetSample:
+    """The tensor sample of a slice (k-space as complex64, mask as bool)."""
+    mask = np.asarray(raw.mask, dtype=bool)
+    return VarNetSample(
+        kspace=torch.view_as_real(torch.from_numpy(np.asarray(raw.kspace, dtype=np.complex64))).contiguous(),
+        mask=torch.from_numpy(mask).reshape(1, 1, -1, 1),
+        target=torch.from_numpy(np.ascontiguousarray(raw.target, dtype=np.float32)),
+        max_value=float(raw.max_value),
+        category=raw.category,
+        fname=fname,
+        slice_idx=slice_idx,
+        image_transform=torch.as_tensor(np.asarray(raw.image_transform, dtype=np.float64)),
+    )
 
 
 def category_of(fname: str | Path, mask: np.ndarray, organ_default: str | None = None) -> str:
@@ -170,10 +206,9 @@ class SNUSliceDataset(Dataset):
     DataLoader worker processes.
 
     ``transform`` (e.g. ``data.augment.SliceAugmenter``), if given, is called per item as
-    ``transform(kspace (C, H, W) complex, mask (W,) bool, target (h, w) float, max_value, category,
-    index)``, arrays as stored, with the item's non-negative index, and returns new (kspace, mask,
-    target, max_value, category) before the mask is applied. The dataset knows no epoch: a transform that
-    depends on it holds it itself (``SliceAugmenter.set_epoch``). The attribute may be replaced.
+    ``transform(RawSlice, index)``, arrays as stored, with the item's non-negative index, and returns
+    the slice to use. The dataset knows no epoch: a transform that depends on it holds it itself
+    (``SliceAugmenter.set_epoch``). The attribute may be replaced.
     """
 
     def __init__(
@@ -240,19 +275,7 @@ class SNUSliceDataset(Dataset):
             kspace = f["kspace"][slice_idx]
         with h5py.File(info.image_path, "r") as f:
             target = f["image_label"][slice_idx]
-        mask, max_value, category = info.mask, info.max_value, info.category
+        raw = RawSlice(kspace, info.mask.astype(bool), target, info.max_value, info.category)
         if self.transform is not None:
-            kspace, bool_mask, target, max_value, category = self.transform(
-                kspace, mask.astype(bool), target, max_value, category, i % len(self)
-            )
-            mask = np.asarray(bool_mask, dtype=np.float32)
-        masked = (kspace * mask).astype(np.complex64)
-        return VarNetSample(
-            masked_kspace=torch.view_as_real(torch.from_numpy(masked)).contiguous(),
-            mask=torch.from_numpy(mask.astype(bool)).reshape(1, 1, -1, 1),
-            target=torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
-            max_value=max_value,
-            category=category,
-            fname=info.kspace_path.name,
-            slice_idx=slice_idx,
-        )
+            raw = self.transform(raw, i % len(self))
+        return to_sample(raw, info.kspace_path.name, slice_idx)

@@ -1,5 +1,5 @@
-"""The composed augmenter on SNU datasets: the transform hook, duplication, crop and compression,
-evaluation mode, pickling and DataLoader workers."""
+"""The loader-side augmenter on SNU datasets: the transform hook, duplication, mask augmentation, the
+MRAugment draw it hands to the device, pickling and DataLoader workers."""
 
 import pickle
 
@@ -12,8 +12,6 @@ from torch.utils.data import DataLoader
 from data import SNUSliceDataset, make_mask, nominal_acceleration
 from data.augment import (
     AugmentConfig,
-    CompressionConfig,
-    CropConfig,
     DuplicatedSlices,
     DuplicationConfig,
     MaskAugmentConfig,
@@ -22,7 +20,7 @@ from data.augment import (
     SliceAugmenter,
     build_mask_bank,
 )
-from data.transforms import center_crop, fft2c, ifft2c, rss
+from data.transforms import center_crop, fft2c, rss
 
 SLICES, COILS, HEIGHT, TARGET = 2, 4, 40, (20, 20)
 ALWAYS = ProbabilitySchedule(p_max=1.0)
@@ -64,9 +62,9 @@ def test_transform_hook_passes_raw_fields_and_uses_what_it_returns(root):
     plain = SNUSliceDataset(root, "train")
     calls = []
 
-    def record(kspace, mask, target, max_value, category, index):
-        calls.append((kspace.shape, mask.dtype, target.shape, max_value, category, index))
-        return kspace, mask, target, max_value, category
+    def record(raw, index):
+        calls.append((raw.kspace.shape, raw.mask.dtype, raw.target.shape, raw.max_value, raw.category, index))
+        return raw
 
     hooked = SNUSliceDataset(root, "train", transform=record)
     for i in range(len(plain)):
@@ -75,13 +73,15 @@ def test_transform_hook_passes_raw_fields_and_uses_what_it_returns(root):
     assert calls[0] == ((COILS, HEIGHT, 64), np.dtype(bool), TARGET, plain[0].max_value, "brain_x4", 0)
     assert calls[-1][-1] == len(plain) - 1  # negative indices arrive normalised
 
-    def change(kspace, mask, target, max_value, category, index):
-        return kspace[:2], np.arange(mask.size) % 2 == 0, target * 2, 7.0, "brain_x8"
+    def change(raw, index):
+        return raw._replace(kspace=raw.kspace[:2], mask=np.arange(raw.mask.size) % 2 == 0, target=raw.target * 2,
+                            max_value=7.0, category="brain_x8", image_transform=np.arange(8, dtype=np.float32))
 
     sample, raw = SNUSliceDataset(root, "train", transform=change)[1], plain[1]
-    assert sample.masked_kspace.shape == (2, HEIGHT, 64, 2) and sample.mask.reshape(-1)[:4].tolist() == [1, 0, 1, 0]
-    assert torch.all(sample.masked_kspace[:, :, 1::2] == 0)
+    assert sample.kspace.shape == (2, HEIGHT, 64, 2) and sample.mask.reshape(-1)[:4].tolist() == [1, 0, 1, 0]
+    assert torch.equal(sample.kspace, raw.kspace[:2]), "k-space as the transform returned it, not masked yet"
     assert torch.allclose(sample.target, 2 * raw.target) and (sample.max_value, sample.category) == (7.0, "brain_x8")
+    assert sample.image_transform.tolist() == list(range(8))
 
 
 def test_duplication_gives_every_slice_at_both_accelerations(root):
@@ -103,12 +103,8 @@ def test_duplication_gives_every_slice_at_both_accelerations(root):
             assert np.array_equal(mask, masks["brain_acc4_1.h5"])
         else:  # no knee x8 mask of width 48 in the bank: a generated equispaced x8 mask
             assert nominal_acceleration(mask, (4, 8)) == int(sample.category[-1])
-        assert torch.all(sample.masked_kspace[:, :, ~mask] == 0)
-    eval_augmenter = SliceAugmenter(config, train=False, mask_bank=bank)
-    eval_view = eval_augmenter.wrap(plain)
-    assert len(eval_view) == len(plain) and eval_view.transform is eval_augmenter
-    with pytest.raises(ValueError, match="train=False"):
-        DuplicatedSlices(plain, eval_augmenter)
+        slice_index, _ = ds.index[i]
+        assert torch.equal(sample.kspace, plain[slice_index].kspace), "duplication changes masks, not data"
 
 
 def test_mask_augmentation_of_duplicates_uses_the_duplicated_acceleration(root):
@@ -120,35 +116,17 @@ def test_mask_augmentation_of_duplicates_uses_the_duplicated_acceleration(root):
         assert nominal_acceleration(sample.mask.reshape(-1), (4, 8)) == int(sample.category[-1])
 
 
-def test_crop_keeps_the_target_rows_and_compression_reduces_coils(root):
-    with h5py.File(root / "train" / "kspace" / "brain_acc4_1.h5", "r") as f:
-        raw = {"kspace": f["kspace"][0], "mask": f["mask"][()].astype(bool)}
-    with h5py.File(root / "train" / "image" / "brain_acc4_1.h5", "r") as f:
-        raw["target"] = f["image_label"][0]
-    # 40 rows cropped to 27 around a 20-row target: plain nested centre crops would be one row off.
-    crop = SliceAugmenter(AugmentConfig(crop=CropConfig(height=27)))
-    k27, _, target, _, _ = crop.apply(raw["kspace"], raw["mask"], raw["target"], 1.0, "brain_x4", epoch=0, slice_key=0)
-    assert k27.shape == (COILS, 27, 64) and target is raw["target"]
-    assert np.allclose(center_crop(rss(ifft2c(k27)), TARGET), raw["target"], atol=1e-5)
-    with pytest.raises(ValueError, match="crop.height"):
-        SliceAugmenter(AugmentConfig(crop=CropConfig(height=19))).apply(
-            raw["kspace"], raw["mask"], raw["target"], 1.0, "brain_x4", epoch=0, slice_key=0)
-
-    both = AugmentConfig(crop=CropConfig(height=30), compression=CompressionConfig(method="gcc", num_virtual_coils=2))
-    for train in (True, False):
-        sample = SliceAugmenter(both, train=train).wrap(SNUSliceDataset(root, "train"))[4]
-        assert sample.masked_kspace.shape == (2, 30, 48, 2) and sample.target.shape == TARGET
-    many = AugmentConfig(compression=CompressionConfig(method="scc", num_virtual_coils=16))
-    assert SliceAugmenter(many).wrap(SNUSliceDataset(root, "train"))[0].masked_kspace.shape[0] == COILS
-
-
-def test_mraugment_target_comes_from_all_coils_before_compression(root):
+def test_mraugment_is_drawn_in_the_loader_and_left_to_the_device(root):
     mra = MRAugmentConfig(enabled=True, schedule=ALWAYS)
-    augmented = SliceAugmenter(AugmentConfig(mraugment=mra), seed=3).wrap(SNUSliceDataset(root, "train"))[2]
-    compressed = AugmentConfig(mraugment=mra, compression=CompressionConfig(method="scc", num_virtual_coils=2))
-    sample = SliceAugmenter(compressed, seed=3).wrap(SNUSliceDataset(root, "train"))[2]
-    assert sample.masked_kspace.shape[0] == 2
-    assert torch.equal(sample.target, augmented.target) and sample.max_value == augmented.max_value
+    plain = SNUSliceDataset(root, "train")
+    augmented = SliceAugmenter(AugmentConfig(mraugment=mra), seed=3).wrap(plain)
+    drawn = [augmented[i] for i in range(len(plain))]
+    assert all(sample.image_transform.any() for sample in drawn), "p = 1: every slice draws a transform"
+    for sample, raw in zip(drawn, plain, strict=True):
+        assert torch.equal(sample.kspace, raw.kspace) and torch.equal(sample.target, raw.target)
+    assert len({tuple(sample.image_transform.tolist()) for sample in drawn}) == len(drawn), "one draw per slice"
+    again = SliceAugmenter(AugmentConfig(mraugment=mra), seed=3).wrap(plain)
+    assert all(torch.equal(again[i].image_transform, drawn[i].image_transform) for i in range(len(plain)))
 
 
 def test_epoch_reaches_dataloader_workers_and_everything_pickles(root):
@@ -165,7 +143,7 @@ def test_epoch_reaches_dataloader_workers_and_everything_pickles(root):
     augmenter.set_epoch(1, [0.5])
     assert augmenter.probabilities() == {"mask": 0.0, "mraugment": 1.0}
     expected = [ds[i] for i in range(4)]
-    assert not torch.equal(expected[0].target, plain[0].target)
+    assert expected[0].image_transform.any() and not plain[0].image_transform.any()
     loader = DataLoader(torch.utils.data.Subset(ds, range(4)), batch_size=None, num_workers=2)
     for got, want in zip(loader, expected, strict=True):
-        assert torch.equal(got.masked_kspace, want.masked_kspace) and torch.equal(got.target, want.target)
+        assert torch.equal(got.image_transform, want.image_transform) and torch.equal(got.mask, want.mask)

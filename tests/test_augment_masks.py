@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from data import DataFormatError, center_run, make_mask, nominal_acceleration
+from data.snu import RawSlice
 from data.augment import (
     AugmentConfig,
     DuplicatedIndex,
@@ -78,33 +79,34 @@ def test_mask_augmentation_keeps_the_slice_acceleration_and_is_seeded():
     own = make_mask("equispaced", 396, 8, 0.08, 0)
 
     def draw(aug, epoch, key):
-        return aug.apply(kspace, own, target, 1.0, "brain_x8", epoch=epoch, slice_key=key)
+        return aug.apply(RawSlice(kspace, own, target, 1.0, "brain_x8"), epoch=epoch, slice_key=key)
 
-    masks = {(e, k): draw(augmenter(), e, k)[1] for e in range(3) for k in range(4)}
+    masks = {(e, k): draw(augmenter(), e, k).mask for e in range(3) for k in range(4)}
     assert all(nominal_acceleration(m, (4, 8)) == 8 for m in masks.values())
-    assert all(draw(augmenter(), e, k)[1].tolist() == m.tolist() for (e, k), m in masks.items())
+    assert all(draw(augmenter(), e, k).mask.tolist() == m.tolist() for (e, k), m in masks.items())
     assert len({m.tobytes() for m in masks.values()}) > 6  # epochs and slices draw differently
-    assert any(not np.array_equal(draw(augmenter(seed=1), 0, k)[1], masks[(0, k)]) for k in range(4))
+    assert any(not np.array_equal(draw(augmenter(seed=1), 0, k).mask, masks[(0, k)]) for k in range(4))
     out = draw(augmenter(p=0.0), 2, 2)
-    assert np.array_equal(out[1], own) and out[0] is kspace and out[4] == "brain_x8"
+    assert np.array_equal(out.mask, own) and out.kspace is kspace and out.category == "brain_x8"
 
 
 def test_mask_augmentation_fires_at_the_scheduled_rate():
     kspace, target = full_kspace(), np.ones((4, 4), np.float32)
     own = make_mask("equispaced", WIDTH, 4, 0.08, 0)
     aug = augmenter(p=0.3, kinds=("random",))
-    fired = sum(not np.array_equal(aug.apply(kspace, own, target, 1.0, "knee_x4", epoch=0, slice_key=k)[1], own)
-                for k in range(200))
+    fired = sum(not np.array_equal(aug.apply(RawSlice(kspace, own, target, 1.0, "knee_x4"), epoch=0, slice_key=k).mask,
+                                   own) for k in range(200))
     assert 40 <= fired <= 80
 
 
 def test_mask_augmentation_refuses_undersampled_kspace():
     kspace = full_kspace() * make_mask("equispaced", WIDTH, 4, 0.08, 0)
     with pytest.raises(DataFormatError, match="knee_x4 slice 7.*fully sampled.*all zero"):
-        augmenter().apply(kspace, np.ones(WIDTH, bool), np.ones((4, 4)), 1.0, "knee_x4", epoch=0, slice_key=7)
-    # Evaluation-mode augmenters never replace masks, so they accept it.
-    eval_mode = SliceAugmenter(augmenter().config, train=False)
-    eval_mode.apply(kspace, np.ones(WIDTH, bool), np.ones((4, 4)), 1.0, "knee_x4", epoch=0, slice_key=7)
+        augmenter().apply(RawSlice(kspace, np.ones(WIDTH, bool), np.ones((4, 4)), 1.0, "knee_x4"), epoch=0,
+                          slice_key=7)
+    # An augmenter with nothing configured asks nothing of the data.
+    SliceAugmenter(AugmentConfig()).apply(RawSlice(kspace, np.ones(WIDTH, bool), np.ones((4, 4)), 1.0, "knee_x4"),
+                                          epoch=0, slice_key=7)
 
 
 def write_kspace_file(directory, name: str, mask: np.ndarray) -> None:

@@ -90,7 +90,7 @@ def test_dataset_reads_demo_with_right_categories(demo):
         expected = [n.split("_acc")[0] + "_x" + n.split("_acc")[1][0] for n in names]
         assert ds.categories == [c for c in expected for _ in range(TINY.slices_per_file)]
         sample = ds[len(ds) - 1]
-        assert sample.masked_kspace.shape == (TINY.num_coils, *TINY.kspace_shape, 2)
+        assert sample.kspace.shape == (TINY.num_coils, *TINY.kspace_shape, 2)
         assert sample.target.shape == TINY.target_shape
 
 
@@ -307,7 +307,7 @@ def test_coils_noise_contrast_and_mask_offset_vary_by_file(varied):
     # Coil counts may differ by file, widths may not: the training loaders batch one slice at a time.
     assert {kspace.shape[2:] for kspace, _, _ in scans.values()} == {VARIED.kspace_shape}
     train = SNUSliceDataset(varied, "train")
-    largest = train[train.largest_slice()].masked_kspace.shape[0]
+    largest = train[train.largest_slice()].kspace.shape[0]
     assert largest == max(kspace.shape[1] for name, (kspace, _, _) in scans.items() if name.startswith("train/"))
 
 

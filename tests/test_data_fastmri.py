@@ -8,8 +8,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from data import DataFormatError, FastMRISliceDataset, nominal_acceleration, parse_ismrmrd_header
+from data.batch import BatchPreparation
 from data.fastmri import organ_of
 from data.masks import make_mask
 
@@ -104,7 +106,7 @@ def test_train_split_targets_max_and_categories(root):
         brain_target = f["reconstruction_rss"][()]
     for i, sample in enumerate(ds):
         coils, height, width = (4, 48, 40) if i < 3 else (6, 56, 44)
-        assert sample.masked_kspace.shape == (coils, height, width, 2)
+        assert sample.kspace.shape == (coils, height, width, 2)
         assert sample.mask.shape == (1, 1, width, 1) and sample.mask.dtype == torch.bool
         assert sample.target.shape == ((24, 24) if i < 3 else (28, 28))
         assert sample.category == ds.categories[i] and sample.slice_idx == (i if i < 3 else i - 3)
@@ -120,7 +122,7 @@ def test_generated_masks_are_seeded_per_file_and_slice(root, tmp_path):
     for i, mask in enumerate(masks):
         acc = int(ds.categories[i].split("_x")[1])
         assert nominal_acceleration(mask, (4, 8)) == acc
-        kspace = ds[i].masked_kspace
+        kspace = BatchPreparation(train=False)(default_collate([ds[i]]), torch.device("cpu")).masked_kspace[0]
         assert not kspace[:, :, ~mask].any()
         if i < 3:  # the knee's zero-padded columns are never sampled
             assert not mask[:4].any() and not mask[36:].any()

@@ -6,8 +6,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import default_collate
 
 from data import DataFormatError, FastMRISliceDataset, SNUSliceDataset, detect_layout, open_split
+from data.batch import BatchPreparation
 from data.masks import make_mask
 from tests.test_data_fastmri import write_fastmri_root
 
@@ -47,7 +50,7 @@ def test_open_split_returns_the_layouts_dataset(tmp_path):
 def test_both_datasets_answer_the_tuners_questions_alike(tmp_path):
     for dataset in (open_split(write_snu_root(tmp_path / "snu"), "train"),
                     open_split(write_fastmri_root(tmp_path / "fastmri"), "train")):
-        shapes = [tuple(dataset[i].masked_kspace.shape[:3]) for i in range(len(dataset))]
+        shapes = [tuple(dataset[i].kspace.shape[:3]) for i in range(len(dataset))]
         largest = dataset.largest_slice()
         assert np.prod(shapes[largest]) == max(np.prod(s) for s in shapes)
         assert len(dataset.categories) == len(dataset)
@@ -103,11 +106,12 @@ def test_many_entries_are_abbreviated(tmp_path):
 def test_open_split_passes_a_transform_to_either_layout(tmp_path):
     seen = []
 
-    def transform(kspace, mask, target, max_value, category, index):
-        seen.append((kspace.shape, mask.dtype.kind, mask.shape, index))
-        keep = np.zeros_like(mask)
-        keep[: mask.size // 2] = True  # only the left half of k-space
-        return kspace, keep, target[::-1], 2 * max_value, category.replace("_x8", "_x4")
+    def transform(raw, index):
+        seen.append((raw.kspace.shape, raw.mask.dtype.kind, raw.mask.shape, index))
+        keep = np.zeros_like(raw.mask)
+        keep[: raw.mask.size // 2] = True  # only the left half of k-space
+        return raw._replace(mask=keep, target=raw.target[::-1], max_value=2 * raw.max_value,
+                            category=raw.category.replace("_x8", "_x4"))
 
     for root in (write_snu_root(tmp_path / "snu"), write_fastmri_root(tmp_path / "fastmri")):
         plain, transformed = open_split(root, "train"), open_split(root, "train", transform=transform)
@@ -115,8 +119,9 @@ def test_open_split_passes_a_transform_to_either_layout(tmp_path):
         index = len(plain) - 1
         before, after = plain[-1], transformed[-1]
         (shape, kind, width, given_index), = seen
-        assert shape == tuple(before.masked_kspace.shape[:3]) and kind == "b" and given_index == index
+        assert shape == tuple(before.kspace.shape[:3]) and kind == "b" and given_index == index
         assert after.mask.flatten()[: width[0] // 2].all() and not after.mask.flatten()[width[0] // 2 :].any()
-        assert not after.masked_kspace[:, :, width[0] // 2 :].any()
+        seen_by_model = BatchPreparation(train=False)(default_collate([after]), torch.device("cpu")).masked_kspace
+        assert not seen_by_model[0, :, :, width[0] // 2 :].any()
         np.testing.assert_array_equal(after.target.numpy(), before.target.numpy()[::-1])
         assert after.max_value == 2 * before.max_value and after.category == before.category.replace("_x8", "_x4")

@@ -56,11 +56,12 @@ def test_reads_slices_with_shapes_dtypes_and_values(tmp_path):
 
     sample = ds[1]
     assert isinstance(sample, VarNetSample)
-    assert sample.masked_kspace.shape == (COILS, HEIGHT, WIDTH, 2)
-    assert sample.masked_kspace.dtype == torch.float32
-    expected = kspace[1] * mask
-    assert np.array_equal(sample.masked_kspace[..., 0].numpy(), expected.real)
-    assert np.array_equal(sample.masked_kspace[..., 1].numpy(), expected.imag)
+    assert sample.kspace.shape == (COILS, HEIGHT, WIDTH, 2)
+    assert sample.kspace.dtype == torch.float32
+    # As stored: the mask is applied where the batch meets the model (data.batch).
+    assert np.array_equal(sample.kspace[..., 0].numpy(), kspace[1].real)
+    assert np.array_equal(sample.kspace[..., 1].numpy(), kspace[1].imag)
+    assert not sample.image_transform.any()
     assert sample.mask.shape == (1, 1, WIDTH, 1) and sample.mask.dtype == torch.bool
     assert sample.mask.reshape(-1).tolist() == mask.astype(bool).tolist()
     assert sample.target.dtype == torch.float32 and np.array_equal(sample.target.numpy(), label[1])
@@ -76,7 +77,7 @@ def test_default_collate_batches_samples_and_dataset_pickles(tmp_path):
     ds = pickle.loads(pickle.dumps(SNUSliceDataset(tmp_path, "train")))
     batch = next(iter(DataLoader(ds, batch_size=2)))
     assert isinstance(batch, VarNetSample)
-    assert batch.masked_kspace.shape == (2, COILS, HEIGHT, WIDTH, 2)
+    assert batch.kspace.shape == (2, COILS, HEIGHT, WIDTH, 2)
     assert batch.mask.shape == (2, 1, 1, WIDTH, 1)
     assert batch.target.shape == (2, *TARGET)
     assert list(batch.category) == ["brain_x4", "brain_x4"]  # a tuple, as torch collates it
