@@ -17,6 +17,7 @@ import time
 import torch
 
 from models import build_model, count_parameters
+from tuner import devices
 from tuner.loss import LeaderboardLoss
 from tuner.memory import MIB, MemoryMeter
 
@@ -53,8 +54,7 @@ def step_seconds(config: dict, shape: tuple[int, int, int], repeats: int, device
     meter = MemoryMeter(device)
     meter.reset_peak()
     for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        devices.synchronize(device)
         start = time.perf_counter()
         out = model(kspace * mask, mask)
         h, w = target.shape[-2:]
@@ -63,8 +63,7 @@ def step_seconds(config: dict, shape: tuple[int, int, int], repeats: int, device
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        devices.synchronize(device)
         if i:
             times.append(time.perf_counter() - start)
     return count_parameters(model), statistics.median(times), meter.peak_bytes() / MIB
@@ -77,7 +76,7 @@ def main() -> None:
     parser.add_argument("--only", help="substring filter on config names")
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = devices.resolve_device()
     print(f"device {device}, torch threads {torch.get_num_threads()}, slice {shape}")
     print(f"{'config':<38}{'params':>12}{'s/slice':>10}{'peak MiB':>10}")
     for name, config in CONFIGS.items():

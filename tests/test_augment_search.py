@@ -81,15 +81,17 @@ def test_trial_loaders_follow_the_schedule_and_keep_validation_unaugmented(tiny_
     plain = TrialData(tiny_data, config.train)
     data = TrialData(tiny_data, config.train, config.augment)
     assert len(data.train) == 2 * len(plain.train), "every slice once at 4x and once at 8x"
-    assert data.largest_batch().masked_kspace.shape[2] == 48, "the probe sees the cropped slice"
+    trainer = Trainer(config, total_epochs=3, device=torch.device("cpu"))
+    probe = data.largest_batch()
+    assert probe.image_transform.any(), "the probe pays for MRAugment's resampling"
+    assert trainer.prepare_train(probe, trainer.device).masked_kspace.shape[2] == 48, "the probe sees the crop"
     # Validation: cropped like training, never MRAugmented, the same at every epoch.
-    first = next(iter(data.val_loader()))
+    first = trainer.prepare_eval(next(iter(data.val_loader())), trainer.device)
     data.train_loader(5, [0.5, 0.4])
-    again = next(iter(data.val_loader()))
+    again = trainer.prepare_eval(next(iter(data.val_loader())), trainer.device)
     assert first.masked_kspace.shape[2] == 48 and torch.equal(first.masked_kspace, again.masked_kspace)
     assert torch.equal(first.target, next(iter(plain.val_loader())).target)
 
-    trainer = Trainer(config, total_epochs=3, device=torch.device("cpu"))
     seen = []
     for _ in range(2):
         batches = data.train_loader(trainer.epoch, trainer.val_losses)

@@ -77,3 +77,20 @@ def test_the_shipped_reference_configs_build_as_stated(name, parameters):
     named = load_config_file(ROOT / "search_spaces" / "configs" / f"{name}.yaml")
     assert named.label == name
     assert count_parameters_of(named.config) == parameters
+
+
+def test_a_trials_config_yaml_is_accepted_as_written(tmp_path, capsys):
+    """What trials and finalize log as config.yaml (model, train and augment sections) is what --config reads."""
+    from tuner.config import TrialConfig
+
+    config = TrialConfig.from_flat({"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2,
+                                    "model.pools": 2, "model.sens_chans": 2, "model.sens_pools": 2,
+                                    "augment.compression.method": "scc",
+                                    "augment.compression.num_virtual_coils": 2})
+    written = tmp_path / "config.yaml"
+    written.write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
+    assert main(["memory", "--config", str(written), "--shape", "4,32,24"]) == 0
+    assert any(line.startswith("config ") for line in capsys.readouterr().out.splitlines())
+    written.write_text(yaml.safe_dump({**config.as_dict(), "extra": {}}))
+    assert main(["memory", "--config", str(written), "--shape", "4,32,24"]) == 2
+    assert "unknown top-level key 'extra' (expected model, train, augment)" in capsys.readouterr().err

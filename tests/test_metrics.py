@@ -9,7 +9,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from tuner.loss import LeaderboardLoss
-from tuner.metrics import ROI_THRESHOLDS, SSIMAccumulator, leaderboard_roi, leaderboard_ssim
+from tuner.metrics import ROI_THRESHOLDS, SSIMAccumulator, leaderboard_roi, leaderboard_ssim, leaderboard_ssim_batch
 
 
 def _phantom(rng: np.random.Generator, shape=(96, 80), scale=3e-4) -> np.ndarray:
@@ -97,3 +97,21 @@ def test_loss_is_zero_at_the_target_and_its_gradient_points_towards_it():
     with torch.no_grad():
         stepped = output - 1e-9 * output.grad / output.grad.abs().max()
         assert loss_fn(stepped, target, max_values, organs).item() < loss.item()
+
+
+def test_the_batched_device_ssim_equals_the_per_slice_reference():
+    """Validation scores a whole batch where it was computed (`leaderboard_ssim_batch`); it must give the
+    reference's number for every slice, to 1e-6, whatever the organ, data range and input precision."""
+    rng = np.random.default_rng(3)
+    targets = rng.random((4, 48, 40)) * 3e-4
+    targets[:, :6] = 0  # background, so the ROI has an edge
+    recons = (targets + rng.normal(0, 2e-5, targets.shape)).astype(np.float32)
+    organs, max_values = ["brain", "knee", "knee", "brain"], np.array([3e-4, 4e-4, 2.5e-4, 1e-3])
+    batched = leaderboard_ssim_batch(torch.from_numpy(recons), torch.from_numpy(targets.astype(np.float32)),
+                                     torch.from_numpy(max_values), organs)
+    assert batched.dtype == torch.float64 and batched.shape == (4,)
+    for i, organ in enumerate(organs):
+        reference = leaderboard_ssim(recons[i], targets[i].astype(np.float32), float(max_values[i]), organ)
+        assert abs(float(batched[i]) - reference) <= 1e-6
+    with pytest.raises(ValueError, match=r"equal \(B, h, w\) shapes"):
+        leaderboard_ssim_batch(torch.zeros(2, 8, 8), torch.zeros(2, 8, 9), torch.ones(2), ["brain"] * 2)

@@ -104,8 +104,8 @@ def test_finalize_trains_the_best_config_and_registers_it(search, tiny_data):
     model = mlflow.pytorch.load_model(f"models:/{result.registered_name}/{result.registered_version}")
     sample = SNUSliceDataset(tiny_data, "val")[0]
     with torch.no_grad():
-        image = model(sample.masked_kspace[None], sample.mask[None])
-    assert image.shape == (1, *sample.masked_kspace.shape[1:3])
+        image = model((sample.kspace * sample.mask)[None], sample.mask[None])
+    assert image.shape == (1, *sample.kspace.shape[1:3])
     assert torch.isfinite(image).all()
 
     with pytest.raises(FinalizeError, match="already exists"):

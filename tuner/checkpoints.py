@@ -18,15 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import torch
 import yaml
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from models import build_model, count_parameters
 from tuner.config import ConfigError, TrialConfig
-from tuner.tracking import resolve_tracking_uri
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 BEST_FILE = "best.pt"
@@ -62,6 +58,9 @@ def load_model(spec: str, storage: Path, tracking_uri: str | None = None) -> Loa
     sqlite:///<cwd>/mlflow.db.
     """
     if spec.startswith(MLFLOW_SCHEMES):
+        # MLflow is imported only here: checkpoints and folders load on machines without it (a GPU box).
+        from tuner.tracking import resolve_tracking_uri
+
         return _load_mlflow(spec, resolve_tracking_uri(tracking_uri))
     path = Path(spec)
     if path.is_file():
@@ -105,6 +104,9 @@ def load_checkpoint(path: Path) -> LoadedModel:
 
 
 def _load_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     mlflow.set_tracking_uri(tracking_uri)
     try:
         info = mlflow.models.get_model_info(uri)
@@ -120,6 +122,9 @@ def _load_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
 
 def _run_config(run_id: str, tracking_uri: str, uri: str) -> TrialConfig | None:
     """The `config.yaml` artifact finalize logs with the model; None for a run without one."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = MlflowClient(tracking_uri).download_artifacts(run_id, "config.yaml", tmp)

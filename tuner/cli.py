@@ -16,15 +16,15 @@ from typing import Sequence
 from data import DataFormatError
 from tuner.checkpoints import ModelLoadError
 from tuner.config import ConfigError
-from tuner.errors import FinalizeError, SearchError
+from tuner.devices import DeviceError
+from tuner.errors import FinalizeError, SearchError, TrackingError
 from tuner.evaluate import EvaluateError, evaluate, report, write_scores
 from tuner.reconstruct import ReconstructError, ReconstructOptions, run_reconstruct
 from tuner.records import SearchRecord
 from tuner.spec import SearchSpec, SpecError, load_spec
-from tuner.tracking import TrackingError, resolve_tracking_uri
 
 USER_ERRORS: tuple[type[Exception], ...] = (SpecError, ConfigError, DataFormatError, TrackingError, ModelLoadError,
-                                            ReconstructError, EvaluateError)
+                                            ReconstructError, EvaluateError, DeviceError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,6 +129,8 @@ def _search(args: argparse.Namespace) -> int:
     else:
         if args.space is None:
             raise SearchError("search: name a search-space YAML, e.g. search_spaces/fivarnet.yaml")
+        from tuner.tracking import resolve_tracking_uri
+
         spec = load_spec(args.space).replace(
             num_samples=args.num_samples, seed=args.seed, max_epochs=args.max_epochs, data_root=args.data)
         tracking_uri = resolve_tracking_uri(args.tracking_uri)

@@ -14,6 +14,10 @@ from models import MODEL_CONFIGS, build_model, count_parameters, parse_config
 OPTIMIZERS = ("nadam", "adam", "adamw")
 SCHEDULERS = ("exponential", "cosine", "step", "none")
 PRECISIONS = ("auto", "off", "bf16", "fp16")
+# The sections of a trial config YAML (`TrialConfig.as_dict`), in the order they are written.
+CONFIG_SECTIONS = ("model", "train", "augment")
+# torch.compile modes; "reduce-overhead" also replays CUDA graphs on a card.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 class ConfigError(ValueError):
@@ -36,15 +40,19 @@ class TrainConfig:
     loss_ssim_weight: float = 1.0
     loss_l1_weight: float = 1.0
     mixed_precision: str = "auto"
+    compile: str = "off"
     train_slices_per_epoch: int | None = None
     val_slices: int | None = None
-    num_workers: int = 0
+    # Loader worker processes; "auto": none on the CPU (the model needs every core), on a card all but
+    # one of the trial's CPUs, so the card never waits for data.
+    num_workers: int | str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
         _require_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _require_choice("train.scheduler", self.scheduler, SCHEDULERS)
         _require_choice("train.mixed_precision", self.mixed_precision, PRECISIONS)
+        _require_choice("train.compile", self.compile, COMPILE_MODES)
         _require(self.lr > 0, "train.lr", "a positive learning rate", self.lr)
         _require(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
         _require(0 < self.lr_gamma <= 1, "train.lr_gamma", "a factor in (0, 1]", self.lr_gamma)
@@ -59,7 +67,8 @@ class TrainConfig:
         for name in ("train_slices_per_epoch", "val_slices"):
             value = getattr(self, name)
             _require(value is None or value >= 1, f"train.{name}", "null or >= 1", value)
-        _require(self.num_workers >= 0, "train.num_workers", ">= 0", self.num_workers)
+        workers_ok = self.num_workers == "auto" or (type(self.num_workers) is int and self.num_workers >= 0)
+        _require(workers_ok, "train.num_workers", '"auto" or an integer >= 0', self.num_workers)
 
 
 @dataclass(frozen=True)

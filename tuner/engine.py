@@ -8,21 +8,22 @@ weights, optimiser, schedule, the completed epoch count and every RNG.
 
 from __future__ import annotations
 
-import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ContextManager, Iterable
 
-import numpy as np
 import torch
 
+from data.batch import BatchPreparation, ModelBatch
+from data.snu import VarNetSample
 from data.transforms import crop_or_pad
 from models import build_model, count_parameters
+from tuner import devices
 from tuner.config import TrainConfig, TrialConfig
 from tuner.loss import LeaderboardLoss
 from tuner.memory import MIB, MemoryMeter
-from tuner.metrics import SSIMAccumulator, SSIMSummary, category_parts, leaderboard_ssim
+from tuner.metrics import SSIMAccumulator, SSIMSummary, leaderboard_ssim_batch
 
 
 @dataclass
@@ -53,17 +54,18 @@ class EpochResult:
         return out
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class Trainer:
-    """Trains and validates one VarNet-family model; `total_epochs` sizes the cosine schedule."""
+    """Trains and validates one VarNet-family model on one device; `total_epochs` sizes the cosine schedule.
 
-    def __init__(self, config: TrialConfig, total_epochs: int, device: torch.device | None = None) -> None:
+    `device` is resolved by `tuner.devices.resolve_device` (None: CUDA where available). Batches come
+    as the loaders collate them and are prepared on the device (`data.batch`): augmentation that needs
+    whole slices, then the mask.
+    """
+
+    def __init__(self, config: TrialConfig, total_epochs: int, device: str | torch.device | None = None) -> None:
         self.config = config
         self.train_config: TrainConfig = config.train
-        self.device = device or pick_device()
+        self.device = devices.resolve_device(device)
         self.total_epochs = total_epochs
         torch.manual_seed(self.train_config.seed)
         self.model = build_model(dict(config.model)).to(self.device)
@@ -72,7 +74,10 @@ class Trainer:
         self.scheduler = _make_scheduler(self.optimizer, self.train_config, total_epochs)
         self.loss_fn = LeaderboardLoss(self.train_config.loss_ssim_weight, self.train_config.loss_l1_weight)
         self.autocast_dtype = autocast_dtype(self.train_config.mixed_precision, self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self.prepare_train = BatchPreparation(config.augment, train=True)
+        self.prepare_eval = BatchPreparation(config.augment, train=False)
+        self.network = compiled(self.model, self.train_config.compile)
         self.memory = MemoryMeter(self.device)
         self.epoch = 0
         # 1 - val SSIM per finished epoch: what loss-driven augmentation schedules watch.
@@ -111,37 +116,35 @@ class Trainer:
             self._optimizer_step()
         return total / count
 
-    def backward(self, batch: Any, accumulate: int = 1) -> float:
+    def backward(self, batch: VarNetSample, accumulate: int = 1) -> float:
         """Forward, loss and backward for one batch, gradients added to `.grad`; returns the loss."""
+        prepared = self.prepare_train(batch, self.device)
         with self._autocast():
-            output = self.forward(batch)
-        loss = self.loss_fn(output, batch.target.to(self.device), batch.max_value.to(self.device),
-                            [category_parts(c)[0] for c in batch.category])
+            output = self.forward(prepared)
+        loss = self.loss_fn(output, prepared.target, prepared.max_value, prepared.organs)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at {batch.fname[0]} slice "
-                                     f"{int(batch.slice_idx[0])}")
+            raise FloatingPointError(f"training loss became {loss.item()} at {prepared.fname[0]} slice "
+                                     f"{int(prepared.slice_idx[0])}")
         self.scaler.scale(loss / accumulate).backward()
         return loss.item()
 
     @torch.no_grad()
-    def validate(self, batches: Iterable[Any]) -> SSIMSummary:
-        """Leaderboard SSIM of every validation slice, summarised per category and overall."""
+    def validate(self, batches: Iterable[VarNetSample]) -> SSIMSummary:
+        """Leaderboard SSIM of every validation slice, computed on the device, summarised per category."""
         self.model.eval()
         scores = SSIMAccumulator()
         for batch in batches:
+            prepared = self.prepare_eval(batch, self.device)
             with self._autocast():
-                output = self.forward(batch)
-            recon = output.float().cpu().numpy()
-            for i, category in enumerate(batch.category):
-                value = leaderboard_ssim(recon[i], batch.target[i].numpy(), float(batch.max_value[i]),
-                                         category_parts(category)[0])
+                output = self.forward(prepared)
+            values = leaderboard_ssim_batch(output.float(), prepared.target, prepared.max_value, prepared.organs)
+            for category, value in zip(prepared.category, values.tolist(), strict=True):
                 scores.add(category, value)
         return scores.summary()
 
-    def forward(self, batch: Any) -> torch.Tensor:
-        """Model output for a batch, cropped (or padded) to the target's size: `(B, h, w)`."""
-        return cropped_output(self.model, batch.masked_kspace.to(self.device), batch.mask.to(self.device),
-                              tuple(batch.target.shape[-2:]))
+    def forward(self, batch: ModelBatch) -> torch.Tensor:
+        """Model output for a prepared batch, cropped (or padded) to the target's size: `(B, h, w)`."""
+        return cropped_output(self.network, batch.masked_kspace, batch.mask, tuple(batch.target.shape[-2:]))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -150,7 +153,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": _rng_state(),
+            "rng": devices.rng_state(self.device),
             "val_losses": list(self.val_losses),
             "config": self.config.as_dict(),
         }
@@ -159,8 +162,11 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        if state["scaler"]:
+            # Empty when it was saved without gradient scaling (e.g. "auto" precision on a CPU, resumed on a
+            # card that scales fp16): the scaler then starts fresh, as it would in a new run.
+            self.scaler.load_state_dict(state["scaler"])
+        devices.set_rng_state(state["rng"], self.device)
         self.epoch = int(state["epoch"])
         self.val_losses = [float(v) for v in state.get("val_losses", [])]
 
@@ -210,26 +216,27 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ep
 
 
 def autocast_dtype(choice: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `train.mixed_precision` on `device`; None (float32) off CUDA or when "off"."""
-    if device.type != "cuda" or choice == "off":
+    """The autocast dtype for `train.mixed_precision` on `device`; None means float32.
+
+    "auto" is bf16 on cards that compute it natively, else fp16 (with gradient scaling), and float32
+    on the CPU, where half precision is slower on most processors. "bf16" and "fp16" are honoured on
+    any device.
+    """
+    if choice == "off" or (choice == "auto" and device.type != "cuda"):
         return None
     if choice == "fp16":
         return torch.float16
-    if choice == "bf16" or torch.cuda.is_bf16_supported():
+    if choice == "bf16" or devices.supports_bf16(device):
         return torch.bfloat16
     return torch.float16
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+def compiled(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """`model` itself, or its `torch.compile`d wrapper (`train.compile`); both share the parameters.
 
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    "reduce-overhead" replays CUDA graphs, one per input shape, on a card. Shapes change with coil
+    counts and widths, so compilation is dynamic after the first recompile (torch's default).
+    """
+    if mode == "off":
+        return model
+    return torch.compile(model, mode=mode)  # type: ignore[return-value]

@@ -7,3 +7,7 @@ class SearchError(RuntimeError):
 
 class FinalizeError(RuntimeError):
     """Finalize cannot run as asked; the message says why and what to do."""
+
+
+class TrackingError(ValueError):
+    """The tracking URI cannot be used; the message says what was expected."""

@@ -15,14 +15,14 @@ import gc
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import default_collate
 
 from data.masks import make_mask
-from data.snu import VarNetSample
+from data.snu import RawSlice, VarNetSample, to_sample
+from tuner import devices
 from tuner.config import TrialConfig
 from tuner.engine import Trainer
 from tuner.memory import (
@@ -65,15 +65,15 @@ class StepMeasurement:
         return self.peak_bytes / MIB
 
 
-def measure_training_step(trainer: Trainer, batch: Any, budget_bytes: int | None) -> StepMeasurement:
+def measure_training_step(trainer: Trainer, batch: VarNetSample, budget_bytes: int | None) -> StepMeasurement:
     """Peak memory and time of one forward/backward of `batch`, held to `budget_bytes` (None: no budget).
 
     Raises `OutOfBudget` when the step runs out of memory, or when its measured peak exceeds the budget
     (on the CPU, where the budget cannot be enforced exactly, that is how most misfits show).
     """
-    shape = tuple(batch.masked_kspace.shape[:-1])
+    shape = tuple(batch.kspace.shape[:-1])
     meter = MemoryMeter(trainer.device)
-    rng = torch.get_rng_state()
+    rng = devices.rng_state(trainer.device)
     held = tensor_bytes([*trainer.model.parameters(), *trainer.model.buffers()])
     placeholders: list[torch.Tensor] = []
     try:
@@ -86,8 +86,7 @@ def measure_training_step(trainer: Trainer, batch: Any, budget_bytes: int | None
                                 for _ in range(OPTIMIZER_STATE_TENSORS)]
             start = time.perf_counter()
             trainer.backward(batch)
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize(trainer.device)
+            devices.synchronize(trainer.device)
             seconds = time.perf_counter() - start
             peak = held + meter.peak_bytes() - before
     except Exception as exc:
@@ -97,15 +96,14 @@ def measure_training_step(trainer: Trainer, batch: Any, budget_bytes: int | None
     finally:
         placeholders.clear()
         trainer.optimizer.zero_grad(set_to_none=True)
-        torch.set_rng_state(rng)
-        if trainer.device.type == "cuda":
-            torch.cuda.empty_cache()
+        devices.set_rng_state(rng, trainer.device)
+        devices.release_cached_memory(trainer.device)
     if budget_bytes and peak > budget_bytes:
         raise OutOfBudget(budget_bytes, shape, f"measured peak {format_bytes(peak)}")
     return StepMeasurement(peak_bytes=peak, seconds=seconds, shape=shape)
 
 
-def fit_to_budget(config: TrialConfig, total_epochs: int, batch: Any, budget_bytes: int | None,
+def fit_to_budget(config: TrialConfig, total_epochs: int, batch: VarNetSample, budget_bytes: int | None,
                   auto_checkpointing: bool, device: torch.device | None = None) -> tuple[Trainer, StepMeasurement]:
     """Build the trainer for `config` and measure one step of `batch` under the budget.
 
@@ -123,8 +121,7 @@ def fit_to_budget(config: TrialConfig, total_epochs: int, batch: Any, budget_byt
     device = trainer.device
     del trainer  # before the second model exists, or the re-measurement would pay for both
     gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    devices.release_cached_memory(device)
     checkpointed = Trainer(dataclasses.replace(config, model={**config.model, "checkpointing": True}),
                            total_epochs, device)
     return checkpointed, measure_training_step(checkpointed, batch, budget_bytes)
@@ -138,16 +135,14 @@ def _ran_out(exc: BaseException, device: torch.device, budget_bytes: int | None)
             and "could not create a primitive" in str(exc))
 
 
-def synthetic_batch(shape: tuple[int, int, int], batch_size: int, seed: int = 0) -> Any:
+def synthetic_batch(shape: tuple[int, int, int], batch_size: int, seed: int = 0) -> VarNetSample:
     """A batch of one random multi-coil slice of `shape` (C, H, W) under an equispaced 4x mask."""
     coils, height, width = shape
     rng = np.random.default_rng(seed)
     kspace = rng.standard_normal((coils, height, width)) + 1j * rng.standard_normal((coils, height, width))
     mask = make_mask("equispaced", width, acceleration=4, center_fraction=0.08, seed=seed)
-    masked = torch.view_as_real(torch.from_numpy((kspace * mask).astype(np.complex64))).contiguous()
-    target = torch.from_numpy(rng.random((min(height, TARGET_SIZE), min(width, TARGET_SIZE)), dtype=np.float32))
-    sample = VarNetSample(masked_kspace=masked, mask=torch.from_numpy(mask).reshape(1, 1, -1, 1), target=target,
-                          max_value=1.0, category="brain_x4", fname="synthetic", slice_idx=0)
+    target = rng.random((min(height, TARGET_SIZE), min(width, TARGET_SIZE)), dtype=np.float32)
+    sample = to_sample(RawSlice(kspace, mask, target, 1.0, "brain_x4"), "synthetic", 0)
     return default_collate([sample] * batch_size)
 
 

@@ -26,7 +26,8 @@ from tuner.engine import Trainer
 from tuner.errors import FinalizeError
 from tuner.feasibility import OutOfBudget, fit_to_budget
 from tuner.loaders import TrialData
-from tuner.memory import GIB, cap_device_memory
+from tuner import devices
+from tuner.memory import GIB
 from tuner.records import SearchRecord, write_json
 from tuner.spec import load_spec
 from tuner.tracking import Run, child_runs, ui_command
@@ -78,12 +79,14 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
     if state is not None:
         epochs = int(state["total_epochs"])
 
-    data = TrialData(Path(record.data_root), config.train, config.augment, record.mask_bank)
+    device = devices.resolve_device()
+    data = TrialData(Path(record.data_root), config.train, config.augment, record.mask_bank, device)
     resources = load_spec(record.space).resources
     budget = int(resources.vram_budget_gb * GIB)
     if state is None:
         try:
-            trainer, _ = fit_to_budget(config, epochs, data.largest_batch(), budget, resources.auto_checkpointing)
+            trainer, _ = fit_to_budget(config, epochs, data.largest_batch(), budget, resources.auto_checkpointing,
+                                       device)
         except OutOfBudget as exc:
             final_dir.rmdir()  # created empty just above; leave nothing half-made behind
             raise FinalizeError(f"{best.name} of {record.name}: {exc}") from None
@@ -95,9 +98,9 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
         (final_dir / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
         best_epoch, best_ssim = 0, -np.inf
     else:
-        trainer = Trainer(TrialConfig.from_dict(state["config"]), total_epochs=epochs)
+        trainer = Trainer(TrialConfig.from_dict(state["config"]), epochs, device)
         trainer.load_state_dict(state)
-        cap_device_memory(trainer.device, budget)
+        devices.cap_memory(trainer.device, budget)
         run = Run.reopen(record.tracking_uri, state["mlflow_run_id"])
         best_epoch, best_ssim = int(state["best_epoch"]), float(state["best_val_ssim"])
     config = trainer.config

@@ -22,6 +22,8 @@ from typing import Iterable, Iterator
 
 import torch
 
+from tuner import devices
+
 GIB = 2**30
 MIB = 2**20
 _PROC_STATUS = Path("/proc/self/status")
@@ -73,13 +75,13 @@ class MemoryMeter:
 
     def current_bytes(self) -> int:
         if self.device.type == "cuda":
-            return torch.cuda.memory_allocated(self.device)
+            return devices.allocated_bytes(self.device)
         return _proc_status_bytes("VmRSS")
 
     def peak_bytes(self) -> int:
         """Peak since the last `reset_peak` (on a CPU without /proc/self/clear_refs: since process start)."""
         if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device)
+            return devices.peak_allocated_bytes(self.device)
         try:
             return _proc_status_bytes("VmHWM")
         except OSError:
@@ -87,7 +89,7 @@ class MemoryMeter:
 
     def reset_peak(self) -> None:
         if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+            devices.reset_peak(self.device)
             return
         # Memory freed earlier but still resident in malloc's heap would be reused without raising
         # the resident set, hiding part of the next peak: hand it back to the kernel first.
@@ -96,14 +98,6 @@ class MemoryMeter:
             _CLEAR_REFS.write_text("5")
         except OSError:
             pass  # not Linux, or /proc is read-only: the peak then counts from process start
-
-
-def cap_device_memory(device: torch.device, budget_bytes: int) -> None:
-    """On CUDA, cap this process's allocations on `device` at the budget for the rest of its life."""
-    if device.type != "cuda":
-        return
-    total = torch.cuda.get_device_properties(device).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, budget_bytes / total), device)
 
 
 @contextmanager
@@ -116,7 +110,7 @@ def memory_budget(device: torch.device, budget_bytes: int) -> Iterator[None]:
     libraries' own overheads) and restored on exit; callers decide fit from the measured peak.
     """
     if device.type == "cuda":
-        cap_device_memory(device, budget_bytes)
+        devices.cap_memory(device, budget_bytes)
         yield
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)

@@ -20,8 +20,9 @@ from typing import Any, TextIO
 import torch
 import yaml
 
-from tuner.config import ConfigError, TrialConfig, count_parameters_of
-from tuner.engine import Trainer, pick_device
+from tuner.config import CONFIG_SECTIONS, ConfigError, TrialConfig, count_parameters_of
+from tuner import devices
+from tuner.engine import Trainer
 from tuner.feasibility import OutOfBudget, StepMeasurement, measure_training_step, synthetic_batch, warm_up
 from tuner.loaders import TrialData
 from tuner.memory import GIB, format_bytes, is_out_of_memory
@@ -55,23 +56,21 @@ def corner_configs(spec: SearchSpec) -> list[NamedConfig]:
 
 
 def load_config_file(path: Path) -> NamedConfig:
-    """A trial config YAML (`{model: {...}, train: {...}}`, as trials and finalize write it)."""
+    """A trial config YAML (`{model: {...}, train: {...}, augment: {...}}`), as trials and finalize write it."""
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read a config YAML ({exc})") from None
     if not isinstance(raw, Mapping) or not isinstance(raw.get("model"), Mapping):
-        raise ConfigError(f"{path}: expected a mapping with a 'model:' section (and optionally 'train:')")
-    unknown = sorted(set(raw) - {"model", "train"})
+        raise ConfigError(f"{path}: expected a mapping with a 'model:' section (and optionally 'train:', 'augment:')")
+    unknown = sorted(set(raw) - set(CONFIG_SECTIONS))
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key '{unknown[0]}' (expected model, train)")
-    train = raw.get("train") or {}
-    if not isinstance(train, Mapping):
-        raise ConfigError(f"{path}: 'train:' must be a mapping")
-    flat = {f"model.{k}": v for k, v in raw["model"].items()}
-    flat.update({f"train.{k}": v for k, v in train.items()})
+        raise ConfigError(f"{path}: unknown top-level key '{unknown[0]}' (expected {', '.join(CONFIG_SECTIONS)})")
+    for section in CONFIG_SECTIONS[1:]:
+        if not isinstance(raw.get(section) or {}, Mapping):
+            raise ConfigError(f"{path}: '{section}:' must be a mapping")
     try:
-        return NamedConfig(path.stem, TrialConfig.from_flat(flat))
+        return NamedConfig(path.stem, TrialConfig.from_dict(raw))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -99,9 +98,9 @@ class SliceSource:
 
 def memory_report(configs: list[NamedConfig], source: SliceSource, budget_gb: float, out: TextIO) -> list[MemoryRow]:
     """Measure every configuration (checkpointing off and on), printing progress and then the table."""
-    device = pick_device()
+    device = devices.resolve_device()
     budget = int(budget_gb * GIB)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU (float32, no autocast)"
+    where = devices.device_name(device) if device.type == "cuda" else "the CPU (float32, no autocast)"
     print(f"one training step on {where}, {source.describe()}, budget {format_bytes(budget)}", file=out, flush=True)
     rows = []
     for named in configs:
@@ -123,14 +122,15 @@ def measure(named: NamedConfig, source: SliceSource, budget_bytes: int, device: 
         config = dataclasses.replace(named.config, model={**named.config.model, "checkpointing": checkpointing})
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
             results[checkpointing] = pool.submit(measure_in_this_process, config, source, budget_bytes,
-                                                 device.type).result()
+                                                 str(device)).result()
     return MemoryRow(named.label, named.config, count_parameters_of(named.config), results[False], results[True])
 
 
 def measure_in_this_process(config: TrialConfig, source: SliceSource, budget_bytes: int,
-                            device_type: str) -> StepMeasurement | None:
-    """One training step of `config` measured here; None when it does not fit the budget."""
-    device = torch.device(device_type)
+                            device_name: str) -> StepMeasurement | None:
+    """One training step of `config` measured here, on `device_name` ("cpu", "cuda:0"); None when it does
+    not fit the budget."""
+    device = devices.resolve_device(device_name)
     warm_up(device)
     try:
         return measure_training_step(Trainer(config, total_epochs=1, device=device), source.batch(config),

@@ -7,13 +7,15 @@ range and the sample-covariance factor 49/48; the mean of the map. The score ave
 files of one acceleration and then takes the mean of the acc4 and acc8 averages.
 
 One torch implementation serves the training loss (float32, differentiable, any device) and the
-reported metric (float64 on the CPU), so what is optimised is what is scored.
+reported metric (float64, on whatever device holds the images: validation scores on the model's
+device), so what is optimised is what is scored.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -65,13 +67,28 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float)
 
 
 def leaderboard_ssim(recon: np.ndarray, target: np.ndarray, max_value: float, organ: str) -> float:
-    """The challenge's SSIM of one 2-D reconstruction against its 2-D target (same shape)."""
+    """The challenge's SSIM of one 2-D reconstruction against its 2-D target (same shape), on the CPU."""
     if recon.shape != target.shape or recon.ndim != 2:
         raise ValueError(f"recon and target must be equal 2-D shapes, got {recon.shape} and {target.shape}")
     recon_t = torch.from_numpy(np.asarray(recon, dtype=np.float64))
     target_t = torch.from_numpy(np.asarray(target, dtype=np.float64))
     roi = leaderboard_roi(target_t, organ)
     return float(ssim_map((recon_t * roi)[None], (target_t * roi)[None], float(max_value)).mean())
+
+
+def leaderboard_ssim_batch(recon: torch.Tensor, target: torch.Tensor, max_values: torch.Tensor,
+                           organs: Sequence[str]) -> torch.Tensor:
+    """`leaderboard_ssim` of each slice of a batch, in float64 on the batch's device: `(B, h, w)` -> `(B,)`.
+
+    `max_values` is `(B,)`, `organs` one organ per slice. Validation scores with this, so slices
+    never leave the card to be scored.
+    """
+    if recon.shape != target.shape or recon.ndim != 3:
+        raise ValueError(f"recon and target must be equal (B, h, w) shapes, got {tuple(recon.shape)} and "
+                         f"{tuple(target.shape)}")
+    recon, target = recon.double(), target.double()
+    roi = torch.stack([leaderboard_roi(t, organ) for t, organ in zip(target, organs, strict=True)])
+    return ssim_map(recon * roi, target * roi, max_values.to(target)).mean(dim=(-2, -1))
 
 
 def category_parts(category: str) -> tuple[str, int]:

@@ -24,13 +24,14 @@ from typing import TextIO
 import h5py
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from data import DataFormatError
-from data.augment import SliceAugmenter
-from data.snu import category_of, checked_data_range, checked_mask, h5_dataset
+from data.batch import BatchPreparation
+from data.snu import RawSlice, category_of, checked_data_range, checked_mask, h5_dataset, to_sample
+from tuner import devices
 from tuner.checkpoints import load_model
 from tuner.engine import autocast, autocast_dtype, cropped_output
-from tuner.loaders import eval_augmenter
 
 LEADERBOARD_DIRS = {"acc4": 4, "acc8": 8}
 SUBMISSION_SHAPE = (384, 384)
@@ -87,7 +88,7 @@ class ReconstructResult:
 def run_reconstruct(options: ReconstructOptions, out: TextIO) -> ReconstructResult:
     """Validate everything, load the model, then reconstruct file by file with one progress line each."""
     start = time.perf_counter()
-    device = _device(options.device)
+    device = devices.resolve_device(options.device)
     inputs, leaderboard = find_kspace_files(options.data)
     _check_output_dir(options.out)
     loaded = load_model(options.model, options.storage, options.tracking_uri)
@@ -99,7 +100,7 @@ def run_reconstruct(options: ReconstructOptions, out: TextIO) -> ReconstructResu
     model = loaded.model.to(device)
     dtype = autocast_dtype(loaded.mixed_precision, device)
     # A model trained on cropped or coil-compressed slices must see its inputs prepared the same way.
-    prepare = eval_augmenter(loaded.config.augment) if loaded.config is not None else None
+    prepare = BatchPreparation(loaded.config.augment if loaded.config is not None else None, train=False)
     file_seconds = 0.0
     for item in inputs:
         file_start = time.perf_counter()
@@ -116,31 +117,26 @@ def run_reconstruct(options: ReconstructOptions, out: TextIO) -> ReconstructResu
 
 @torch.no_grad()
 def reconstruct_file(model: torch.nn.Module, item: KspaceFile, batch_size: int, device: torch.device,
-                     dtype: torch.dtype | None, prepare: SliceAugmenter | None = None) -> np.ndarray:
+                     dtype: torch.dtype | None, prepare: BatchPreparation) -> np.ndarray:
     """All slices of one file in eval mode, under autocast to `dtype` (None: float32): `(S, h, w)` float32.
 
-    `prepare` is the validation-time crop and coil compression of the model's training config, if any.
+    `prepare` does what validation did to the model's inputs (crop and coil compression, if its
+    training config had them, and the mask), on `device`.
     """
     model.eval()
-    # The same tensors the training set yields for a slice: k-space * mask as complex64, a bool mask.
-    mask = torch.from_numpy(item.mask.astype(bool)).reshape(1, 1, 1, -1, 1)
+    # Only the target's shape matters outside training: it sets the crop and the output size.
+    target = np.zeros(item.target_shape, np.float32)
     slices = []
     with h5py.File(item.path, "r") as f:
         for first in range(0, item.num_slices, batch_size):
             kspace = f["kspace"][first:first + batch_size]
-            if prepare is not None:
-                kspace = np.stack([_prepared(prepare, k, item, first + i) for i, k in enumerate(kspace)])
-            masked = torch.view_as_real(torch.from_numpy((kspace * item.mask).astype(np.complex64))).contiguous()
+            samples = [to_sample(RawSlice(k, item.mask.astype(bool), target, 1.0, item.category), item.path.name,
+                                 first + i) for i, k in enumerate(kspace)]
+            batch = prepare(default_collate(samples), device)
             with autocast(device, dtype):
-                output = cropped_output(model, masked.to(device), mask.repeat(len(kspace), 1, 1, 1, 1).to(device),
-                                        item.target_shape)
+                output = cropped_output(model, batch.masked_kspace, batch.mask, item.target_shape)
             slices.append(output.float().cpu().numpy())
     return np.concatenate(slices)
-
-
-def _prepared(prepare: SliceAugmenter, kspace: np.ndarray, item: KspaceFile, index: int) -> np.ndarray:
-    target = np.zeros(item.target_shape, np.float32)  # only its shape matters outside training
-    return prepare.apply(kspace, item.mask.astype(bool), target, 1.0, item.category, epoch=0, slice_key=index)[0]
 
 
 def find_kspace_files(data: Path) -> tuple[list[KspaceFile], bool]:
@@ -205,12 +201,6 @@ def _open(path: Path) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as exc:
         raise DataFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
-
-
-def _device(choice: str | None) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ReconstructError("--device cuda: no CUDA device is available to torch here")
-    return torch.device(choice or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _check_output_dir(out: Path) -> None:

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from tuner.errors import TrackingError
+
 PARENT_TAG = "mlflow.parentRunId"
 STATUS_TAG = "status"
 INFEASIBLE_TAG = "infeasible_reason"
@@ -22,10 +24,6 @@ INFEASIBLE_TAG = "infeasible_reason"
 RUN_STATES = {"completed": "FINISHED", "stopped early": "FINISHED", "infeasible": "FINISHED", "failed": "FAILED",
               "interrupted": "KILLED"}
 _BATCH = 900  # log_batch takes at most 1000 entries
-
-
-class TrackingError(ValueError):
-    """The tracking URI cannot be used; the message says what was expected."""
 
 
 def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:

@@ -21,15 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 import yaml
 from ray import tune
 
 from tuner.config import TrialConfig, count_parameters_of
-from tuner.engine import Trainer, pick_device
+from tuner import devices
+from tuner.engine import Trainer
 from tuner.feasibility import OutOfBudget, fit_to_budget, warm_up
 from tuner.loaders import TrialData
-from tuner.memory import GIB, cap_device_memory, is_out_of_memory
+from tuner.memory import GIB, is_out_of_memory
 from tuner.searcher import INFEASIBLE, METRIC
 from tuner.tracking import INFEASIBLE_TAG, PARENT_TAG, Run
 
@@ -66,23 +68,26 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     status = "failed"
     trainer: Trainer | None = None
     try:
-        data = TrialData(Path(context.data_root), trial_config.train, trial_config.augment, context.mask_bank)
+        device = devices.resolve_device()
+        cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+        data = TrialData(Path(context.data_root), trial_config.train, trial_config.augment, context.mask_bank,
+                         device, cpus)
         budget = int(context.vram_budget_gb * GIB)
         if state is None:
             run.log_params({**trial_config.flat(), "num_parameters": count_parameters_of(trial_config),
-                            "device": pick_device().type})
-            warm_up(pick_device())
+                            "device": device.type, "loader_workers": data.workers})
+            warm_up(device)
             trainer, step = fit_to_budget(trial_config, context.max_epochs, data.largest_batch(), budget,
-                                          context.auto_checkpointing)
+                                          context.auto_checkpointing, device)
             run.log_metrics({"step_peak_memory_mb": step.peak_mb, "step_seconds": step.seconds}, step=0)
             run.set_tags({"step_shape": "x".join(map(str, step.shape)),
                           "checkpointing": _checkpointing_note(trial_config, trainer.config)})
             run.log_text(yaml.safe_dump(trainer.config.as_dict(), sort_keys=False), "config.yaml")
         else:
             # The configuration it trained with, which may have checkpointing turned on to fit.
-            trainer = Trainer(TrialConfig.from_dict(state["config"]), total_epochs=context.max_epochs)
+            trainer = Trainer(TrialConfig.from_dict(state["config"]), context.max_epochs, device)
             trainer.load_state_dict(state)
-        cap_device_memory(trainer.device, budget)
+        devices.cap_memory(trainer.device, budget)
         while trainer.epoch < context.max_epochs:
             train_batches = data.train_loader(trainer.epoch, trainer.val_losses)
             metrics = {**data.augmentation_metrics(), **trainer.run_epoch(train_batches, data.val_loader()).metrics()}
