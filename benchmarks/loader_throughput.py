@@ -2,11 +2,15 @@
 
     python benchmarks/loader_throughput.py                     # demo data, default FI-VarNet
     python benchmarks/loader_throughput.py --data ROOT --workers 0,2
-    python benchmarks/loader_throughput.py --full-size         # also 16 x 768 x 396 synthetic files
+    python benchmarks/loader_throughput.py --full-size --model-seconds 0.58   # 16 x 768 x 396 files, vs a
+                                                               # model step of 0.58 s (2025 model, H100)
 
-The loader rows read, augment (every scheduled augmentation at probability 1: the worst case) and
-batch the training set; the model row trains the space's warm-start configuration on batches already
-in memory. The loader should run at least 5x the model's rate, or it slows training down.
+The loader rows read, draw the augmentation (every scheduled augmentation at probability 1: the
+worst case) and batch the training set, as a trial's loader does; the "on device" column is what the
+trial's device then spends per slice preparing it (crop, MRAugment's resampling, coil compression,
+mask: `data.batch`), part of every training step. The model row trains the space's warm-start
+configuration on batches already in memory (or takes --model-seconds per slice). The loader should
+run at least 5x the model's rate, or it slows training down.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import h5py
 import numpy as np
 import torch
 
+from data.batch import BatchPreparation
+from tuner import devices
 from tuner.config import TrialConfig
 from tuner.data_root import demo_spec, ensure_demo_data
 from tuner.engine import Trainer
@@ -42,16 +48,26 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def loader_rate(root: Path, base: TrialConfig, augment: dict[str, Any], workers: int, slices: int) -> float:
-    """Training slices per second through `TrialData.train_loader` (batch 1), after one warm-up item."""
+def loader_rate(root: Path, base: TrialConfig, augment: dict[str, Any], workers: int, slices: int,
+                device: torch.device) -> tuple[float, float]:
+    """(training slices per second through `TrialData.train_loader` at batch 1, after one warm-up item;
+    seconds per slice `data.batch` then spends on `device`)."""
     config = TrialConfig.from_dict({**base.as_dict(), "augment": augment,
                                     "train": {**base.as_dict()["train"], "num_workers": workers}})
     data = TrialData(root, config.train, config.augment)
     batches = iter(data.train_loader(epoch=10))
     next(batches)
     start = time.perf_counter()
-    count = sum(1 for _ in itertools.islice(batches, slices))
-    return count / (time.perf_counter() - start)
+    loaded = list(itertools.islice(batches, slices))
+    rate = len(loaded) / (time.perf_counter() - start)
+    prepare = BatchPreparation(config.augment, train=True)
+    prepare(loaded[0], device)
+    devices.synchronize(device)
+    start = time.perf_counter()
+    for batch in loaded:
+        prepare(batch, device)
+    devices.synchronize(device)
+    return rate, (time.perf_counter() - start) / len(loaded)
 
 
 def model_rate(root: Path, config: TrialConfig, slices: int) -> float:
@@ -65,8 +81,7 @@ def model_rate(root: Path, config: TrialConfig, slices: int) -> float:
         trainer.backward(batch)
         trainer.optimizer.step()
         trainer.optimizer.zero_grad(set_to_none=True)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
+    devices.synchronize(trainer.device)
     return (len(batches) - 1) / (time.perf_counter() - start)
 
 
@@ -97,18 +112,21 @@ def _resolve(augment: dict[str, Any], height: int) -> dict[str, Any]:
     return augment
 
 
-def report(root: Path, config: TrialConfig, workers: list[int], slices: int, with_model: bool) -> None:
-    largest = TrialData(root, config.train).largest_batch().masked_kspace.shape
+def report(root: Path, config: TrialConfig, workers: list[int], slices: int, model_seconds: float | None) -> None:
+    device = devices.resolve_device()
+    largest = TrialData(root, config.train).largest_batch().kspace.shape
     height, shape = largest[2], "x".join(map(str, largest[1:4]))
-    print(f"\ndata {root} (largest slice {shape}), batch 1, torch threads {torch.get_num_threads()}")
-    model = model_rate(root, config, slices) if with_model else None
-    if model is not None:
+    print(f"\ndata {root} (largest slice {shape}), batch 1, torch threads {torch.get_num_threads()}, device {device}")
+    if model_seconds is None:
+        model = model_rate(root, config, slices)
         print(f"{'model training (' + config.short_name() + ')':<46}{model:>10.2f} slices/s")
-    print(f"{'loader':<36}{'workers':>10}{'slices/s':>10}{'x model':>10}")
+    else:
+        model = 1 / model_seconds
+        print(f"{'model training (given)':<46}{model:>10.2f} slices/s ({model_seconds} s per slice)")
+    print(f"{'augmentation':<32}{'workers':>8}{'loader slices/s':>17}{'x model':>9}{'on device s/slice':>19}")
     for (name, augment), count in itertools.product(SETTINGS.items(), workers):
-        rate = loader_rate(root, config, _resolve(augment, height), count, slices)
-        ratio = f"{rate / model:>10.1f}" if model else f"{'-':>10}"
-        print(f"{name:<36}{count:>10}{rate:>10.2f}{ratio}")
+        rate, prepare_seconds = loader_rate(root, config, _resolve(augment, height), count, slices, device)
+        print(f"{name:<32}{count:>8}{rate:>17.2f}{rate / model:>9.1f}{prepare_seconds:>19.4f}")
 
 
 def main() -> None:
@@ -118,17 +136,20 @@ def main() -> None:
                         help="the model is this space's first warm-start point")
     parser.add_argument("--workers", default="0", help="comma-separated DataLoader worker counts")
     parser.add_argument("--slices", type=int, default=24)
-    parser.add_argument("--full-size", action="store_true", help="also time the loader on 16x768x396 slices")
+    parser.add_argument("--full-size", action="store_true", help="time the loader on 16x768x396 slices instead")
+    parser.add_argument("--model-seconds", type=float,
+                        help="compare with a model step of this many seconds per slice instead of measuring one")
     args = parser.parse_args()
     spec = load_spec(args.space)
     config = spec.trial_config(spec.search.points_to_evaluate[0]) if spec.search.points_to_evaluate else \
         spec.trial_config({p.key: p.corners()[0] for p in spec.params})
-    root = args.data or ensure_demo_data(demo_spec(spec.demo))[0]
     workers = [int(w) for w in args.workers.split(",")]
-    report(root, config, workers, args.slices, with_model=True)
     if args.full_size:
         with tempfile.TemporaryDirectory() as tmp:
-            report(write_full_size(Path(tmp)), config, workers, min(args.slices, 8), with_model=False)
+            report(write_full_size(Path(tmp)), config, workers, min(args.slices, 8), args.model_seconds)
+        return
+    root = args.data or ensure_demo_data(demo_spec(spec.demo))[0]
+    report(root, config, workers, args.slices, args.model_seconds)
 
 
 if __name__ == "__main__":
