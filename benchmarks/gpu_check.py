@@ -12,8 +12,8 @@ data when --data is not given. Checked, in order:
 - `Trainer` epochs on the demo data under bf16 and under fp16 (gradient scaling), the fp16 state
   saved, loaded onto the CPU and resumed on the card (scaler scale and the card's RNG restored);
 - validation SSIM computed on the card equals the CPU reference (`tuner.metrics.leaderboard_ssim`);
-- augmentation on the card: mask augmentation, duplication, MRAugment, crop and GCC with loader
-  workers, pinned memory and persistent workers, and the card's preparation against the CPU's;
+- augmentation on the card: mask augmentation, duplication, MRAugment, the readout crop and GCC with
+  loader workers, pinned memory and persistent workers, and the card's preparation against the CPU's;
 - the memory probe under the cap: the 2025 FI-VarNet on a full-size slice fitted by turning
   checkpointing on, and found infeasible under a budget it cannot meet (a real CUDA OOM);
 - `tuner memory` rows for both reference configs at full size;
@@ -175,7 +175,9 @@ def check_validation_ssim(setup: Setup) -> Row:
 
 
 def check_augmentation(setup: Setup) -> Row:
-    config = demo_model(setup, EVERY_AUGMENTATION)
+    probe = TrialData(setup.data, demo_model(setup).train).largest_batch()
+    rows, target_rows = probe.kspace.shape[2], probe.target.shape[1]
+    config = demo_model(setup, {**EVERY_AUGMENTATION, "augment.crop.height": (rows + target_rows) // 2})
     data = TrialData(setup.data, config.train, config.augment, device=setup.device)
     trainer = Trainer(config, total_epochs=2, device=setup.device)
     results, rate = timed_epochs(trainer, data, 2)

@@ -7,10 +7,12 @@
 Per model, on the demo data, each figure after one warm-up epoch:
 
 - train slices/s: `Trainer.run_epoch`'s training part (loader, preparation on the device, forward,
-  backward, optimiser), eager and, with --compile, compiled;
-- validation slices/s, before and after this project scored on the device: "before" runs the model
-  the same way and scores each slice on the CPU with NumPy inputs (`tuner.metrics.leaderboard_ssim`,
-  what validation did), "after" is `Trainer.validate` (`leaderboard_ssim_batch` on the device).
+  backward, optimiser). "before" reads in the training process without pinned memory, as trials did
+  before loader workers (`train.num_workers: 0`); "after" is the default (`auto`: the same on a CPU,
+  workers, pinned memory and persistent workers on a card); with --compile also `train.compile: default`;
+- validation slices/s, before and after scoring moved to the device: "before" runs the model the same
+  way and scores each slice on the CPU with NumPy inputs (`tuner.metrics.leaderboard_ssim`, what
+  validation did), "after" is `Trainer.validate` (`leaderboard_ssim_batch` on the device).
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ def validation_rates(trainer: Trainer, data: TrialData) -> tuple[float, float]:
     return slices / before_seconds, slices / after_seconds
 
 
+def with_train(config: TrialConfig, **values: object) -> TrialConfig:
+    return TrialConfig.from_dict({**config.as_dict(), "train": {**config.as_dict()["train"], **values}})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="data root (default: the demo data)")
@@ -84,18 +90,17 @@ def main() -> None:
     root = args.data or ensure_demo_data(demo_spec({}))[0]
     print(f"device {devices.device_name(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"data {root}")
-    print(f"{'model':<44}{'train/s eager':>14}{'train/s compiled':>18}{'val/s before':>14}{'val/s after':>13}")
+    print(f"{'model':<44}{'train/s before':>15}{'after':>8}{'compiled':>10}{'val/s before':>14}{'after':>8}")
     for name in args.models.split(","):
         config = models()[name]
-        eager, trainer, data = train_rate(config, root, device, args.epochs)
-        before, after = validation_rates(trainer, data)
+        before = train_rate(with_train(config, num_workers=0), root, device, args.epochs)[0]
+        after, trainer, data = train_rate(config, root, device, args.epochs)
+        val_before, val_after = validation_rates(trainer, data)
         compiled = "-"
         if args.compile:
-            compiled_config = TrialConfig.from_dict({**config.as_dict(),
-                                                     "train": {**config.as_dict()["train"], "compile": "default"}})
-            compiled = f"{train_rate(compiled_config, root, device, args.epochs)[0]:.2f}"
+            compiled = f"{train_rate(with_train(config, compile='default'), root, device, args.epochs)[0]:.2f}"
         label = f"{name}: {config.short_name()}"
-        print(f"{label:<44}{eager:>14.2f}{compiled:>18}{before:>14.1f}{after:>13.1f}")
+        print(f"{label:<44}{before:>15.2f}{after:>8.2f}{compiled:>10}{val_before:>14.1f}{val_after:>8.1f}")
 
 
 if __name__ == "__main__":
