@@ -24,7 +24,7 @@ import torch
 
 from data.augment import ImageTransform, augment_slice, compress_coils, crop_readout
 from data.transforms import center_crop, ifft2c, rss
-from tuner import devices
+from tuner.train import devices
 
 REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "reference_augment.py"
 # Rotation, scale, shift and shear together: the MRAugment case that needs interpolation.

@@ -11,7 +11,7 @@ data when --data is not given. Checked, in order:
 - the device: resolved with its index, its name, memory and bf16 support;
 - `Trainer` epochs on the demo data under bf16 and under fp16 (gradient scaling), the fp16 state
   saved, loaded onto the CPU and resumed on the card (scaler scale and the card's RNG restored);
-- validation SSIM computed on the card equals the CPU reference (`tuner.metrics.leaderboard_ssim`);
+- validation SSIM computed on the card equals the CPU reference (`tuner.train.metrics.leaderboard_ssim`);
 - augmentation on the card: mask augmentation, duplication, MRAugment, the readout crop and GCC with
   loader workers, pinned memory and persistent workers, and the card's preparation against the CPU's;
 - the memory probe under the cap: the 2025 FI-VarNet on a full-size slice fitted by turning
@@ -39,18 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
-from tuner import devices
-from tuner.config import TrialConfig
-from tuner.engine import Trainer
-from tuner.feasibility import OutOfBudget, fit_to_budget, synthetic_batch, warm_up
-from tuner.loaders import TrialData
-from tuner.memory import GIB, MIB, format_bytes
-from tuner.memory_report import NamedConfig, SliceSource, load_config_file, memory_report
-from tuner.metrics import leaderboard_ssim, leaderboard_ssim_batch
-from tuner.spec import load_spec
+from tuner.commands.memory import NamedConfig, SliceSource, load_config_file, memory_report
+from tuner.config.space import load_spec
+from tuner.config.trial import TrialConfig
+from tuner.train import devices
+from tuner.train.engine import Trainer
+from tuner.train.loaders import TrialData
+from tuner.train.memory import GIB, format_bytes
+from tuner.train.metrics import leaderboard_ssim, leaderboard_ssim_batch
+from tuner.train.probe import OutOfBudget, fit_to_budget, synthetic_batch, warm_up
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "search_spaces" / "configs"
@@ -240,8 +239,8 @@ def check_memory_rows(setup: Setup) -> Row:
 
 
 def check_reconstruct(setup: Setup) -> Row:
-    from tuner.evaluate import evaluate
-    from tuner.reconstruct import ReconstructOptions, run_reconstruct
+    from tuner.commands.evaluate import evaluate
+    from tuner.commands.reconstruct import ReconstructOptions, run_reconstruct
 
     checkpoint = setup.work / "bf16_best.pt"
     if not checkpoint.exists():
@@ -301,7 +300,7 @@ def _same_rng(now: dict[str, Any], saved: dict[str, Any]) -> bool:
 def demo_root(given: Path | None) -> Path:
     if given is not None:
         return given
-    from tuner.data_root import demo_spec, ensure_demo_data
+    from tuner.commands.demo_data import demo_spec, ensure_demo_data
 
     try:
         return ensure_demo_data(demo_spec({}))[0]
@@ -341,7 +340,7 @@ def run_checks(setup: Setup, compile_too: bool) -> list[Row]:
 
 def print_table(rows: list[Row], setup: Setup) -> None:
     where = devices.device_name(setup.device) if setup.on_card else "the CPU"
-    print(f"\n| check | result | figures |\n|---|---|---|")
+    print("\n| check | result | figures |\n|---|---|---|")
     for row in rows:
         print(f"| {row.check} | {row.result} | {row.figures} |")
     heavy = [name for name in HEAVY_MODULES if name in sys.modules]

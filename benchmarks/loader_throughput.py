@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from data.batch import BatchPreparation
-from tuner import devices
-from tuner.config import TrialConfig
-from tuner.data_root import demo_spec, ensure_demo_data
-from tuner.engine import Trainer
-from tuner.loaders import TrialData
-from tuner.spec import load_spec
+from tuner.commands.demo_data import demo_spec, ensure_demo_data
+from tuner.config.space import load_spec
+from tuner.config.trial import TrialConfig
+from tuner.train import devices
+from tuner.train.engine import Trainer
+from tuner.train.loaders import TrialData
 
 ROOT = Path(__file__).resolve().parents[1]
 ALWAYS = {"kind": "constant", "p_max": 1.0}

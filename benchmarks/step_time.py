@@ -17,9 +17,9 @@ import time
 import torch
 
 from models import build_model, count_parameters
-from tuner import devices
-from tuner.loss import LeaderboardLoss
-from tuner.memory import MIB, MemoryMeter
+from tuner.train import devices
+from tuner.train.loss import LeaderboardLoss
+from tuner.train.memory import MIB, MemoryMeter
 
 CONFIGS = {
     "varnet c2 ch8 s4": {"name": "varnet", "num_cascades": 2, "chans": 8, "sens_chans": 4},

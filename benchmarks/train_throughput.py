@@ -11,7 +11,7 @@ Per model, on the demo data, each figure after one warm-up epoch:
   before loader workers (`train.num_workers: 0`); "after" is the default (`auto`: the same on a CPU,
   workers, pinned memory and persistent workers on a card); with --compile also `train.compile: default`;
 - validation slices/s, before and after scoring moved to the device: "before" runs the model the same
-  way and scores each slice on the CPU with NumPy inputs (`tuner.metrics.leaderboard_ssim`, what
+  way and scores each slice on the CPU with NumPy inputs (`tuner.train.metrics.leaderboard_ssim`, what
   validation did), "after" is `Trainer.validate` (`leaderboard_ssim_batch` on the device).
 """
 
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import torch
 
-from tuner import devices
-from tuner.config import TrialConfig
-from tuner.data_root import demo_spec, ensure_demo_data
-from tuner.engine import Trainer, autocast
-from tuner.loaders import TrialData
-from tuner.memory_report import load_config_file
-from tuner.metrics import SSIMAccumulator, leaderboard_ssim
-from tuner.spec import load_spec
+from tuner.commands.demo_data import demo_spec, ensure_demo_data
+from tuner.commands.memory import load_config_file
+from tuner.config.space import load_spec
+from tuner.config.trial import TrialConfig
+from tuner.train import devices
+from tuner.train.engine import Trainer, autocast
+from tuner.train.loaders import TrialData
+from tuner.train.metrics import SSIMAccumulator, leaderboard_ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from data import DataFormatError, center_run, make_mask, nominal_acceleration
-from data.snu import RawSlice
 from data.augment import (
     AugmentConfig,
     DuplicatedIndex,
@@ -20,6 +19,7 @@ from data.augment import (
     is_fully_sampled,
     unsampled_columns,
 )
+from data.snu import RawSlice
 
 WIDTH = 96
 

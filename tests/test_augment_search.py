@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from tuner.config import ConfigError, TrialConfig
-from tuner.engine import Trainer
-from tuner.loaders import TrialData
-from tuner.spec import SpecError, load_spec
+from tuner.config.space import SpecError, load_spec
+from tuner.config.trial import ConfigError, TrialConfig
+from tuner.train.engine import Trainer
+from tuner.train.loaders import TrialData
 
 SPACE = """
 name: a
@@ -150,7 +150,7 @@ def test_a_fastmri_root_trains_through_the_same_loaders(tmp_path):
     import shutil
 
     from tests.test_data_fastmri import write_fastmri_root
-    from tuner.data_root import check_data_root
+    from tuner.commands.demo_data import check_data_root
 
     root = write_fastmri_root(tmp_path / "fastmri")
     shutil.copytree(root / "multicoil_train", root / "multicoil_val")
@@ -170,9 +170,9 @@ def test_batches_over_slices_of_several_shapes_are_refused_before_the_search(tmp
     from data.demo import write_demo_dataset
     from data.layout import open_split
     from tuner.cli import main
-    from tuner.data_root import demo_spec
-    from tuner.loaders import require_one_shape
-    from tuner.spec import load_spec as load
+    from tuner.commands.demo_data import demo_spec
+    from tuner.config.space import load_spec as load
+    from tuner.train.loaders import require_one_shape
 
     tiny = load(ROOT / "search_spaces" / "tiny.yaml")
     root = write_demo_dataset(tmp_path / "varied", demo_spec({**tiny.demo, "num_coils": [2, 8]}))

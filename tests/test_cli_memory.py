@@ -8,8 +8,8 @@ import yaml
 from models import build_model, count_parameters
 from tests.conftest import ROOT, TINY_SPACE
 from tuner.cli import main
-from tuner.memory_report import corner_configs
-from tuner.spec import load_spec
+from tuner.commands.memory import corner_configs
+from tuner.config.space import load_spec
 
 
 def test_corners_take_every_range_and_numeric_choice_at_its_ends():
@@ -71,8 +71,8 @@ def test_a_bad_config_file_names_itself(tmp_path, capsys):
 
 @pytest.mark.parametrize("name, parameters", [("fivarnet_2025", 67_625_464), ("varnet_12_18_8", 29_936_966)])
 def test_the_shipped_reference_configs_build_as_stated(name, parameters):
-    from tuner.config import count_parameters_of
-    from tuner.memory_report import load_config_file
+    from tuner.commands.memory import load_config_file
+    from tuner.config.trial import count_parameters_of
 
     named = load_config_file(ROOT / "search_spaces" / "configs" / f"{name}.yaml")
     assert named.label == name
@@ -81,7 +81,7 @@ def test_the_shipped_reference_configs_build_as_stated(name, parameters):
 
 def test_a_trials_config_yaml_is_accepted_as_written(tmp_path, capsys):
     """What trials and finalize log as config.yaml (model, train and augment sections) is what --config reads."""
-    from tuner.config import TrialConfig
+    from tuner.config.trial import TrialConfig
 
     config = TrialConfig.from_flat({"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2,
                                     "model.pools": 2, "model.sens_chans": 2, "model.sens_pools": 2,

@@ -9,7 +9,7 @@ from collections import Counter
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import TINY_SPACE
-from tuner.records import SearchRecord
+from tuner.search.record import SearchRecord
 
 TRIALS = 8
 

@@ -6,7 +6,6 @@ These hold the CUDA paths against torch's own device validation, which runs on a
 
 import ast
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,8 @@ import torch
 from torch.cuda._utils import _get_device_index
 
 from tests.conftest import ROOT
-from tuner import devices
-from tuner.devices import DeviceError, cuda_index, memory_cap, resolve_device, rng_state, set_rng_state
+from tuner.train import devices
+from tuner.train.devices import DeviceError, cuda_index, memory_cap, resolve_device, rng_state, set_rng_state
 
 GB = 10**9
 # torch.cuda functions that need no device: asking whether there is one is how the CPU path is chosen.
@@ -41,7 +40,7 @@ def test_cuda_is_called_only_through_tuner_devices():
     offenders = []
     for folder in ("tuner", "models", "data", "benchmarks"):
         for path in sorted((ROOT / folder).rglob("*.py")):
-            if path == ROOT / "tuner" / "devices.py":
+            if path == ROOT / "tuner" / "train" / "devices.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)

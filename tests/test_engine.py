@@ -5,9 +5,9 @@ import io
 import pytest
 import torch
 
-from tuner.config import TrialConfig
-from tuner.engine import Trainer, autocast_dtype
-from tuner.loaders import TrialData
+from tuner.config.trial import TrialConfig
+from tuner.train.engine import Trainer, autocast_dtype
+from tuner.train.loaders import TrialData
 
 CONFIG = {"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2, "model.pools": 2,
           "model.sens_chans": 2, "model.sens_pools": 2, "train.lr": 3e-3, "train.train_slices_per_epoch": 4}

@@ -7,11 +7,11 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 import torch
 
-from tuner.config import TrialConfig
-from tuner.engine import Trainer
-from tuner.feasibility import OutOfBudget, fit_to_budget, measure_training_step
-from tuner.loaders import TrialData
-from tuner.memory import MIB, MemoryMeter, describe_out_of_memory, format_bytes, is_out_of_memory, memory_budget
+from tuner.config.trial import TrialConfig
+from tuner.train.engine import Trainer
+from tuner.train.loaders import TrialData
+from tuner.train.memory import MIB, MemoryMeter, describe_out_of_memory, format_bytes, is_out_of_memory, memory_budget
+from tuner.train.probe import OutOfBudget, fit_to_budget, measure_training_step
 
 
 def _trainer(tiny_data, batch_size=1, chans=4):

@@ -2,8 +2,8 @@
 
 import torch
 
-from tuner.config import TrialConfig
-from tuner.loaders import TrialData, loader_workers
+from tuner.config.trial import TrialConfig
+from tuner.train.loaders import TrialData, loader_workers
 
 CARD = torch.device("cuda", 0)
 AUGMENTED = {

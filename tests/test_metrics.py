@@ -8,8 +8,14 @@ import torch
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from tuner.loss import LeaderboardLoss
-from tuner.metrics import ROI_THRESHOLDS, SSIMAccumulator, leaderboard_roi, leaderboard_ssim, leaderboard_ssim_batch
+from tuner.train.loss import LeaderboardLoss
+from tuner.train.metrics import (
+    ROI_THRESHOLDS,
+    SSIMAccumulator,
+    leaderboard_roi,
+    leaderboard_ssim,
+    leaderboard_ssim_batch,
+)
 
 
 def _phantom(rng: np.random.Generator, shape=(96, 80), scale=3e-4) -> np.ndarray:

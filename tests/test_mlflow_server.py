@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_SPACE
-from tuner.finalize import FinalizeOptions, finalize
-from tuner.search import SearchOptions, run_search
-from tuner.spec import load_spec
+from tuner.commands.finalize import FinalizeOptions, finalize
+from tuner.config.space import load_spec
+from tuner.search.driver import SearchOptions, run_search
 
 
 def _free_port() -> int:

@@ -22,7 +22,6 @@ from models.fft import fft2c, ifft2c, rss_image
 from models.sensitivity import SensitivityModel
 from tests.model_inputs import column_mask, masked_kspace, single_thread  # noqa: F401 (autouse fixture)
 
-
 TINY = {
     "varnet": {"name": "varnet", "num_cascades": 2, "chans": 4, "sens_chans": 2},
     "fivarnet": {

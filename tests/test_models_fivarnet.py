@@ -11,10 +11,6 @@ from models.feature_unet import AttentionConvBlock, FeatureUnet
 from models.fivarnet import FeatureDecoder, FeatureEncoder
 from tests.model_inputs import column_mask, masked_kspace, single_thread  # noqa: F401 (autouse fixture)
 
-
-
-
-
 TINY = dict(feature_cascades=1, image_cascades=1, feature_chans=4, unet_chans=4, image_chans=4, sens_chans=2)
 
 

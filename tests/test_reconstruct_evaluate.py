@@ -13,12 +13,12 @@ import yaml
 
 from data.masks import make_mask
 from tuner.cli import main
-from tuner.config import TrialConfig
-from tuner.engine import Trainer
-from tuner.finalize import _register
-from tuner.loaders import TrialData
-from tuner.metrics import SSIMSummary
-from tuner.tracking import Run, ensure_experiment
+from tuner.commands.finalize import _register
+from tuner.config.trial import TrialConfig
+from tuner.tracking.runs import Run, ensure_experiment
+from tuner.train.engine import Trainer
+from tuner.train.loaders import TrialData
+from tuner.train.metrics import SSIMSummary
 
 CONFIG = {"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2, "model.pools": 2,
           "model.sens_chans": 2, "model.sens_pools": 2, "train.lr": 3e-3, "train.train_slices_per_epoch": 4}

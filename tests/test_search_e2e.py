@@ -10,10 +10,10 @@ from mlflow.tracking import MlflowClient
 
 from data.snu import SNUSliceDataset
 from tests.conftest import TINY_SPACE
-from tuner.errors import FinalizeError, SearchError
-from tuner.finalize import FinalizeOptions, finalize
-from tuner.search import SearchOptions, run_search
-from tuner.spec import load_spec
+from tuner.commands.finalize import FinalizeOptions, finalize
+from tuner.config.space import load_spec
+from tuner.contract import FinalizeError, SearchError
+from tuner.search.driver import SearchOptions, run_search
 
 
 @pytest.fixture(scope="module")

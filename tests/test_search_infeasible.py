@@ -6,8 +6,8 @@ import re
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import TINY_SPACE
-from tuner.search import SearchOptions, run_search
-from tuner.spec import load_spec
+from tuner.config.space import load_spec
+from tuner.search.driver import SearchOptions, run_search
 
 # Batch 256 of the tiny slices needs about 1.8 GB for one step; batch 1 about 40 MB.
 SPACE = TINY_SPACE.read_text().replace("num_cascades: {choice: [1, 2]}", "num_cascades: 1").replace(

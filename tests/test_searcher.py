@@ -6,8 +6,8 @@ import pytest
 from optuna.trial import FixedTrial, TrialState
 from ray.tune.search import Searcher
 
-from tuner.searcher import SearchSpaceSearcher
-from tuner.spec import load_spec
+from tuner.config.space import load_spec
+from tuner.search.searcher import SearchSpaceSearcher
 
 SPACE = """
 name: s
@@ -126,7 +126,7 @@ def test_warm_start_points_run_first(tmp_path):
 
 
 def test_an_infeasible_trial_is_pruned_without_a_value_and_never_retried(tmp_path):
-    from tuner.trainable import infeasible_result
+    from tuner.search.trainable import infeasible_result
 
     spec = _spec(tmp_path, SPACE.replace("{choice: [1, 2]}", "1").replace("{choice: [2, 4]}", "2"))
     repeats = []

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tuner.spec import SpecError, load_spec
+from tuner.config.space import SpecError, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))

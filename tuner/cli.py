@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Sequence
 
 from data import DataFormatError
-from tuner.checkpoints import ModelLoadError
-from tuner.config import ConfigError
-from tuner.devices import DeviceError
-from tuner.errors import FinalizeError, SearchError, TrackingError
-from tuner.evaluate import EvaluateError, evaluate, report, write_scores
-from tuner.reconstruct import ReconstructError, ReconstructOptions, run_reconstruct
-from tuner.records import SearchRecord
-from tuner.spec import SearchSpec, SpecError, load_spec
+from tuner.commands.evaluate import EvaluateError, evaluate, report, write_scores
+from tuner.commands.model_source import ModelLoadError
+from tuner.commands.reconstruct import ReconstructError, ReconstructOptions, run_reconstruct
+from tuner.config.space import SearchSpec, SpecError, load_spec
+from tuner.config.trial import ConfigError
+from tuner.contract import INTERRUPTED, FinalizeError, SearchError, TrackingError
+from tuner.search.record import SearchRecord
+from tuner.train.devices import DeviceError
 
 USER_ERRORS: tuple[type[Exception], ...] = (SpecError, ConfigError, DataFormatError, TrackingError, ModelLoadError,
                                             ReconstructError, EvaluateError, DeviceError)
@@ -129,15 +129,15 @@ def _search(args: argparse.Namespace) -> int:
     else:
         if args.space is None:
             raise SearchError("search: name a search-space YAML, e.g. search_spaces/fivarnet.yaml")
-        from tuner.tracking import resolve_tracking_uri
+        from tuner.tracking.runs import resolve_tracking_uri
 
         spec = load_spec(args.space).replace(
             num_samples=args.num_samples, seed=args.seed, max_epochs=args.max_epochs, data_root=args.data)
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         data_root = spec.data_root
     # Ray is imported only once the space and the store are known to be good.
-    from tuner.data_root import check_data_root, demo_spec, ensure_demo_data
-    from tuner.search import SearchOptions, run_search
+    from tuner.commands.demo_data import check_data_root, demo_spec, ensure_demo_data
+    from tuner.search.driver import SearchOptions, run_search
 
     if data_root is None:
         try:
@@ -148,7 +148,7 @@ def _search(args: argparse.Namespace) -> int:
         print(f"demo data ({how}): {data_root}")
     train_slices, val_slices = check_data_root(data_root)
     from data.layout import open_split
-    from tuner.loaders import require_one_shape
+    from tuner.train.loaders import require_one_shape
 
     require_one_shape(open_split(data_root, "train").files, spec.largest_value("train.batch_size", 1))
     if spec.mask_bank is not None:
@@ -160,7 +160,7 @@ def _search(args: argparse.Namespace) -> int:
     options = SearchOptions(name=name, storage=storage, data_root=data_root.resolve(), tracking_uri=tracking_uri,
                             address=args.address or os.environ.get("RAY_ADDRESS"), resume=args.resume)
     record = run_search(spec, options)
-    if record.status == "interrupted":
+    if record.status == INTERRUPTED:
         return 130
     return 0 if record.best is not None else 1
 
@@ -182,7 +182,7 @@ def _resumed_search(args: argparse.Namespace, storage: Path) -> tuple[SearchSpec
 
 
 def _finalize(args: argparse.Namespace) -> int:
-    from tuner.finalize import FinalizeOptions, finalize
+    from tuner.commands.finalize import FinalizeOptions, finalize
 
     if args.epochs is not None and args.epochs < 1:
         raise SpecError(f"--epochs: expected a positive integer, got {args.epochs}")
@@ -198,12 +198,12 @@ def _memory(args: argparse.Namespace) -> int:
         raise SpecError(f"--budget: expected a positive number of GB, got {args.budget}")
     shape = _parse_shape(args.shape) if args.shape is not None else None
     spec = load_spec(args.space) if args.space is not None else None
-    from tuner.memory_report import SliceSource, corner_configs, load_config_file, memory_report
+    from tuner.commands.memory import SliceSource, corner_configs, load_config_file, memory_report
 
     configs = (corner_configs(spec) if spec else []) + [load_config_file(path) for path in args.config]
     root = args.data or (spec.data_root if spec else None)
     if shape is None and root is None:
-        from tuner.data_root import demo_spec, ensure_demo_data
+        from tuner.commands.demo_data import demo_spec, ensure_demo_data
 
         root, _ = ensure_demo_data(demo_spec(spec.demo if spec else {}))
     budget_gb = args.budget or (spec.resources.vram_budget_gb if spec else 8.0)

@@ -28,10 +28,11 @@ from torch.utils.data import default_collate
 
 from data import DataFormatError
 from data.batch import BatchPreparation
+from data.errors import UserError
 from data.snu import RawSlice, category_of, checked_data_range, checked_mask, h5_dataset, to_sample
-from tuner import devices
-from tuner.checkpoints import load_model
-from tuner.engine import autocast, autocast_dtype, cropped_output
+from tuner.commands.model_source import load_model
+from tuner.train import devices
+from tuner.train.engine import autocast, autocast_dtype, cropped_output
 
 LEADERBOARD_DIRS = {"acc4": 4, "acc8": 8}
 SUBMISSION_SHAPE = (384, 384)
@@ -39,7 +40,7 @@ CHALLENGE_LIMIT_SECONDS = 3600  # the challenge's limit for reconstructing its l
 RECON_KEY = "reconstruction"
 
 
-class ReconstructError(ValueError):
+class ReconstructError(UserError):
     """Reconstruction cannot run as asked (output folder taken, device missing); the message says why."""
 
 

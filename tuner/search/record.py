@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner.contract import RUNNING
+
 
 @dataclass
 class TrialSummary:
@@ -42,7 +44,7 @@ class SearchRecord:
     finalize_epochs: int
     expected_trials: int
     started: float
-    status: str = "running"
+    status: str = RUNNING
     mask_bank: str | None = None  # the bank mask duplication draws from; None: built from the training files
     finished: float | None = None
     best: str | None = None

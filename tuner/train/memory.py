@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 
 import torch
 
-from tuner import devices
+from tuner.train import devices
 
 GIB = 2**30
 MIB = 2**20

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 from data.augment import AugmentConfig, ImageTransform, MaskBank, SliceAugmenter, build_mask_bank
 from data.layout import open_split
 from data.snu import VarNetSample
-from tuner.config import ConfigError, TrainConfig
+from tuner.config.trial import ConfigError, TrainConfig
 
 # What the memory probe resamples when MRAugment is on: any transform that needs interpolation costs the same.
 PROBE_IMAGE_TRANSFORM = ImageTransform(rotation_deg=30.0, scale=1.1)

@@ -20,10 +20,9 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tuner.spec import SearchSpec
+from tuner.config.space import SearchSpec
+from tuner.contract import INFEASIBLE_FLAG, METRIC, MODE
 
-METRIC, MODE = "val_ssim", "max"
-INFEASIBLE = "infeasible"
 MAX_ASKS_PER_SUGGESTION = 64
 
 
@@ -93,7 +92,7 @@ class SearchSpaceSearcher(OptunaSearch):
         return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if result.get(INFEASIBLE):
+        if result.get(INFEASIBLE_FLAG):
             return  # no SSIM to learn from; on_trial_complete prunes it
         super().on_trial_result(trial_id, result)
         self._reported_steps[trial_id].add(result["training_iteration"])
@@ -101,7 +100,7 @@ class SearchSpaceSearcher(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return super().on_trial_complete(trial_id, result, error)
-        if result and not error and result.get(INFEASIBLE):
+        if result and not error and result.get(INFEASIBLE_FLAG):
             # Pruned without a value ranks below every scored trial in TPE, steering it away from
             # configurations too large for the budget; a FAIL would teach it nothing.
             self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)

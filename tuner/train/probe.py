@@ -2,7 +2,7 @@
 
 `measure_training_step` runs forward, loss and backward on one batch (in practice the largest slice
 of the training set, repeated to the batch size) with room held for the optimiser's state, under the
-budget (`tuner.memory.memory_budget`), and leaves the model exactly as it found it: gradients
+budget (`tuner.train.memory.memory_budget`), and leaves the model exactly as it found it: gradients
 dropped, RNG restored, no optimiser step. A step that runs out of memory, or whose measured peak is
 over the budget, raises `OutOfBudget`. Peaks count everything the step needs: weights, gradients,
 optimiser moments and activations.
@@ -22,10 +22,10 @@ from torch.utils.data import default_collate
 
 from data.masks import make_mask
 from data.snu import RawSlice, VarNetSample, to_sample
-from tuner import devices
-from tuner.config import TrialConfig
-from tuner.engine import Trainer
-from tuner.memory import (
+from tuner.config.trial import TrialConfig
+from tuner.train import devices
+from tuner.train.engine import Trainer
+from tuner.train.memory import (
     MIB,
     MemoryMeter,
     describe_out_of_memory,

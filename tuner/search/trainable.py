@@ -4,7 +4,7 @@ Path of a trial: Tune config (flat dict) -> `TrialConfig` -> `Trainer` + `TrialD
 `tune.report(metrics, checkpoint)` and an MLflow child run of the search's parent run.
 
 Before epoch 1 the trial runs one training step on the largest training slice under the memory
-budget (`tuner.feasibility`). A configuration that runs out of memory there, or later, ends as
+budget (`tuner.train.probe`). A configuration that runs out of memory there, or later, ends as
 *infeasible*: its run is tagged with the reason and its one report carries no SSIM, which the
 searcher tells Optuna as pruned; the search goes on.
 
@@ -26,14 +26,15 @@ import torch
 import yaml
 from ray import tune
 
-from tuner.config import TrialConfig, count_parameters_of
-from tuner import devices
-from tuner.engine import Trainer
-from tuner.feasibility import OutOfBudget, fit_to_budget, warm_up
-from tuner.loaders import TrialData
-from tuner.memory import GIB, is_out_of_memory
-from tuner.searcher import INFEASIBLE, METRIC
-from tuner.tracking import INFEASIBLE_TAG, PARENT_TAG, Run
+from tuner.config.trial import TrialConfig, count_parameters_of
+from tuner.contract import COMPLETED, FAILED, INFEASIBLE, STOPPED_EARLY
+from tuner.search.searcher import INFEASIBLE_FLAG, METRIC
+from tuner.tracking.runs import INFEASIBLE_TAG, PARENT_TAG, Run
+from tuner.train import devices
+from tuner.train.engine import Trainer
+from tuner.train.loaders import TrialData
+from tuner.train.memory import GIB, is_out_of_memory
+from tuner.train.probe import OutOfBudget, fit_to_budget, warm_up
 
 STATE_FILE = "state.pt"
 
@@ -65,7 +66,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                               "tune.trial_id": trial.get_trial_id(), "model": trial_config.model["name"]})
     else:
         run = Run.reopen(context.tracking_uri, state["mlflow_run_id"])
-    status = "failed"
+    status = FAILED
     trainer: Trainer | None = None
     try:
         device = devices.resolve_device()
@@ -93,18 +94,18 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             metrics = {**data.augmentation_metrics(), **trainer.run_epoch(train_batches, data.val_loader()).metrics()}
             epoch = int(metrics["epoch"])
             run.log_metrics(metrics, step=epoch)
-            status = "completed" if epoch >= context.max_epochs else "stopped early"
+            status = COMPLETED if epoch >= context.max_epochs else STOPPED_EARLY
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save({**trainer.state_dict(), "mlflow_run_id": run.run_id}, Path(tmp) / STATE_FILE)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-        status = "completed"
+        status = COMPLETED
     except Exception as exc:
         if not isinstance(exc, OutOfBudget) and not is_out_of_memory(exc):
-            status = "failed"
+            status = FAILED
             run.log_text(traceback.format_exc(), "error.txt")
             raise
         # Not a crash: this configuration needs more memory than the budget, and the search goes on.
-        status = "infeasible"
+        status = INFEASIBLE
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         run.set_tags({INFEASIBLE_TAG: reason})
         tune.report(infeasible_result(trainer.epoch if trainer else 0, reason))
@@ -120,7 +121,7 @@ def _checkpointing_note(requested: TrialConfig, used: TrialConfig) -> str:
 
 def infeasible_result(epoch: int, reason: str) -> dict[str, Any]:
     """The report of a trial that ran out of memory: no SSIM (NaN), flagged for the searcher and the log."""
-    return {"epoch": epoch, METRIC: float("nan"), INFEASIBLE: 1, "infeasible_reason": reason}
+    return {"epoch": epoch, METRIC: float("nan"), INFEASIBLE_FLAG: 1, "infeasible_reason": reason}
 
 
 def _load_checkpoint() -> dict[str, Any] | None:

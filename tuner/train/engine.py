@@ -19,11 +19,11 @@ from data.batch import BatchPreparation, ModelBatch
 from data.snu import VarNetSample
 from data.transforms import crop_or_pad
 from models import build_model, count_parameters
-from tuner import devices
-from tuner.config import TrainConfig, TrialConfig
-from tuner.loss import LeaderboardLoss
-from tuner.memory import MIB, MemoryMeter
-from tuner.metrics import SSIMAccumulator, SSIMSummary, leaderboard_ssim_batch
+from tuner.config.trial import TrainConfig, TrialConfig
+from tuner.train import devices
+from tuner.train.loss import LeaderboardLoss
+from tuner.train.memory import MIB, MemoryMeter
+from tuner.train.metrics import SSIMAccumulator, SSIMSummary, leaderboard_ssim_batch
 
 
 @dataclass
@@ -57,7 +57,7 @@ class EpochResult:
 class Trainer:
     """Trains and validates one VarNet-family model on one device; `total_epochs` sizes the cosine schedule.
 
-    `device` is resolved by `tuner.devices.resolve_device` (None: CUDA where available). Batches come
+    `device` is resolved by `tuner.train.devices.resolve_device` (None: CUDA where available). Batches come
     as the loaders collate them and are prepared on the device (`data.batch`): augmentation that needs
     whole slices, then the mask.
     """

@@ -21,15 +21,16 @@ from typing import Any
 import torch
 import yaml
 
+from data.errors import UserError
 from models import build_model, count_parameters
-from tuner.config import ConfigError, TrialConfig
+from tuner.config.trial import ConfigError, TrialConfig
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 BEST_FILE = "best.pt"
 STATE_FILE = "state.pt"  # tuner.trainable.STATE_FILE; not imported, that module imports Ray
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError):
     """`--model` names nothing loadable; the message says what was tried."""
 
 
@@ -59,7 +60,7 @@ def load_model(spec: str, storage: Path, tracking_uri: str | None = None) -> Loa
     """
     if spec.startswith(MLFLOW_SCHEMES):
         # MLflow is imported only here: checkpoints and folders load on machines without it (a GPU box).
-        from tuner.tracking import resolve_tracking_uri
+        from tuner.tracking.runs import resolve_tracking_uri
 
         return _load_mlflow(spec, resolve_tracking_uri(tracking_uri))
     path = Path(spec)

@@ -13,7 +13,7 @@ Targets and matching, in D = `DATA/<split>` with `--split`, else `DATA` (the fir
 Every target needs its reconstruction (`reconstruction`, slices x h x w, the target's slice count and
 size); reconstructions without a target are not scored. Per slice the score is the leaderboard SSIM
 with the file's `max` as data range; slices are averaged per acceleration, and the score is the mean
-of the acc4 and acc8 averages (`tuner.metrics`).
+of the acc4 and acc8 averages (`tuner.train.metrics`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from typing import Any, TextIO
 import h5py
 
 from data import DataFormatError
+from data.errors import UserError
 from data.snu import ORGANS, category_of
-from tuner.metrics import SSIMAccumulator, SSIMSummary, category_parts, leaderboard_ssim
-from tuner.reconstruct import LEADERBOARD_DIRS, RECON_KEY, read_kspace_header, read_target_header
-from tuner.records import write_json
+from tuner.commands.reconstruct import LEADERBOARD_DIRS, RECON_KEY, read_kspace_header, read_target_header
+from tuner.search.record import write_json
+from tuner.train.metrics import SSIMAccumulator, SSIMSummary, category_parts, leaderboard_ssim
 
 
-class EvaluateError(ValueError):
+class EvaluateError(UserError):
     """A reconstruction is missing or does not fit its target; the message names the file."""
 
 

@@ -21,12 +21,12 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from tuner.errors import SearchError
-from tuner.records import SearchRecord, TrialSummary
-from tuner.searcher import INFEASIBLE, METRIC, MODE, Duplicate, SearchSpaceSearcher, trial_label
-from tuner.spec import SearchSpec
-from tuner.tracking import STATUS_TAG, Run, child_runs, ensure_experiment, ui_command
-from tuner.trainable import TrialContext, run_trial
+from tuner.config.space import SearchSpec
+from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INTERRUPTED, SCORED, STOPPED_EARLY, SearchError
+from tuner.search.record import SearchRecord, TrialSummary
+from tuner.search.searcher import INFEASIBLE_FLAG, METRIC, MODE, Duplicate, SearchSpaceSearcher, trial_label
+from tuner.search.trainable import TrialContext, run_trial
+from tuner.tracking.runs import STATUS_TAG, Run, child_runs, ensure_experiment, ui_command
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,13 @@ def run_search(spec: SearchSpec, options: SearchOptions, out: TextIO = sys.stdou
     print(f"MLflow: {options.tracking_uri} (parent run {record.parent_run_id})", file=out)
 
     started_ray = _connect_ray(options.address)
-    status = "failed"
+    status = FAILED
     try:
         tuner = _make_tuner(spec, options, record, out)
         record = _finish_record(record, tuner.fit())
         status = record.status
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = INTERRUPTED
         raise
     finally:
         record.status = status
@@ -190,7 +190,7 @@ class TrialEvents(tune.Callback):
         self.max_epochs = max_epochs
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if result.get(INFEASIBLE):
+        if result.get(INFEASIBLE_FLAG):
             return  # said once, when the trial completes
         print(f"  {trial_name(trial)}  epoch {result['epoch']}/{self.max_epochs}  val SSIM {result[METRIC]:.4f}"
               f"  loss {result['train_loss']:.4f}  {result['epoch_seconds']:.1f} s", flush=True)
@@ -198,18 +198,18 @@ class TrialEvents(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         epoch = result.get("epoch", 0)
-        if result.get(INFEASIBLE):
-            status = "infeasible"
+        if result.get(INFEASIBLE_FLAG):
+            status = INFEASIBLE
             print(f"  {trial_name(trial)}  infeasible: {result.get('infeasible_reason', 'out of memory')}", flush=True)
         else:
-            status = "completed" if epoch >= self.max_epochs else "stopped early"
+            status = COMPLETED if epoch >= self.max_epochs else STOPPED_EARLY
             how = status if epoch >= self.max_epochs else f"stopped early by ASHA after epoch {epoch}"
             print(f"  {trial_name(trial)}  {how}  val SSIM {result.get(METRIC, float('nan')):.4f}", flush=True)
         self._end_runs(trial.trial_id, status)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         print(f"  {trial_name(trial)}  failed: see {trial.local_path}/error.txt", flush=True)
-        self._end_runs(trial.trial_id, "failed")
+        self._end_runs(trial.trial_id, FAILED)
 
     def _end_runs(self, trial_id: str, status: str) -> None:
         for run in child_runs(self.tracking_uri, self.experiment_id, self.parent_run_id, trial_id):
@@ -230,29 +230,29 @@ def _finish_record(record: SearchRecord, results: tune.ResultGrid) -> SearchReco
         name, trial_id = Path(result.path).name.split("_", 1)
         run = runs.get(trial_id)
         if result.error is not None:
-            status = "failed"
+            status = FAILED
         elif run is not None and run.info.status != "RUNNING" and STATUS_TAG in run.data.tags:
             status = run.data.tags[STATUS_TAG]
         else:
-            status = "interrupted"
+            status = INTERRUPTED
         if run is not None and run.info.status == "RUNNING":
             Run(record.tracking_uri, run.info.run_id).finish(status)
         metrics = result.metrics or {}
-        if metrics.get(INFEASIBLE):
-            status = "infeasible"
+        if metrics.get(INFEASIBLE_FLAG):
+            status = INFEASIBLE
         val_ssim = metrics.get(METRIC)
         if val_ssim is not None and math.isnan(val_ssim):
             val_ssim = None
         trials.append(TrialSummary(name=name, trial_id=trial_id, status=status, epochs=int(metrics.get("epoch", 0)),
                                    val_ssim=val_ssim, config=dict(result.config or {})))
     record.trials = sorted(trials, key=lambda t: t.name)
-    finished = [t for t in record.trials if t.val_ssim is not None and t.status in ("completed", "stopped early")]
+    finished = [t for t in record.trials if t.val_ssim is not None and t.status in SCORED]
     if finished:
         # A trial's last reported value, and trials that trained to the end rank above stopped ones.
-        record.best = max(finished, key=lambda t: (t.status == "completed", t.val_ssim)).name
+        record.best = max(finished, key=lambda t: (t.status == COMPLETED, t.val_ssim)).name
     # Ray Tune returns normally after Ctrl-C; a search that stopped short of its trials was interrupted.
-    unfinished = any(t.status == "interrupted" for t in record.trials)
-    record.status = "interrupted" if unfinished or len(record.trials) < record.expected_trials else "completed"
+    unfinished = any(t.status == INTERRUPTED for t in record.trials)
+    record.status = INTERRUPTED if unfinished or len(record.trials) < record.expected_trials else COMPLETED
     return record
 
 
@@ -295,7 +295,7 @@ def _print_summary(record: SearchRecord, out: TextIO) -> None:
     for key, value in sorted(best.config.items()):
         print(f"    {key}: {value}", file=out)
     print(f"\ncompare trials:  {ui_command(record.tracking_uri, record.experiment_id)}", file=out)
-    if record.status == "interrupted":
+    if record.status == INTERRUPTED:
         print(f"search interrupted; continue it:  python -m tuner search --name {record.name} --resume", file=out)
     else:
         print(f"final training:  python -m tuner finalize --search {record.name}", file=out)

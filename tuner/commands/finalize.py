@@ -21,16 +21,16 @@ import torch
 import yaml
 
 import models
-from tuner.config import TrialConfig
-from tuner.engine import Trainer
-from tuner.errors import FinalizeError
-from tuner.feasibility import OutOfBudget, fit_to_budget
-from tuner.loaders import TrialData
-from tuner import devices
-from tuner.memory import GIB
-from tuner.records import SearchRecord, write_json
-from tuner.spec import load_spec
-from tuner.tracking import Run, child_runs, ui_command
+from tuner.config.space import load_spec
+from tuner.config.trial import TrialConfig
+from tuner.contract import COMPLETED, FAILED, INTERRUPTED, FinalizeError
+from tuner.search.record import SearchRecord, write_json
+from tuner.tracking.runs import Run, child_runs, ui_command
+from tuner.train import devices
+from tuner.train.engine import Trainer
+from tuner.train.loaders import TrialData
+from tuner.train.memory import GIB
+from tuner.train.probe import OutOfBudget, fit_to_budget
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
     print(f"finalizing {best.name} of {record.name} ({config.short_name()}, {trainer.num_parameters:,} parameters)"
           f" for {epochs} epochs on {trainer.device.type}; checkpoints in {final_dir}", file=out, flush=True)
 
-    status = "failed"
+    status = FAILED
     try:
         start = time.perf_counter()
         first_epoch = trainer.epoch
@@ -131,9 +131,9 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
         version = _register(trainer, final_dir / "best.pt", record.tracking_uri, run.run_id, name)
         run.log_metrics({"best_val_ssim": best_ssim, "best_epoch": best_epoch}, step=epochs)
         run.set_tags({"registered_model": f"{name}/{version}"})
-        status = "completed"
+        status = COMPLETED
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = INTERRUPTED
         raise
     finally:
         run.finish(status)

@@ -15,14 +15,14 @@ from typing import Any, Mapping
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from tuner.errors import TrackingError
+from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INTERRUPTED, STOPPED_EARLY, TrackingError
 
 PARENT_TAG = "mlflow.parentRunId"
 STATUS_TAG = "status"
 INFEASIBLE_TAG = "infeasible_reason"
 # MLflow's run states for our statuses; a stopped-early trial finished as its scheduler intended.
-RUN_STATES = {"completed": "FINISHED", "stopped early": "FINISHED", "infeasible": "FINISHED", "failed": "FAILED",
-              "interrupted": "KILLED"}
+RUN_STATES = {COMPLETED: "FINISHED", STOPPED_EARLY: "FINISHED", INFEASIBLE: "FINISHED", FAILED: "FAILED",
+              INTERRUPTED: "KILLED"}
 _BATCH = 900  # log_batch takes at most 1000 entries
 
 

@@ -22,14 +22,15 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from tuner.config import ConfigError, TrialConfig
+from data.errors import UserError
+from tuner.config.trial import ConfigError, TrialConfig
 
 DOMAIN_KINDS = ("choice", "int", "uniform", "loguniform")
 TOP_LEVEL_KEYS = ("name", "description", "model", "train", "augment", "search", "asha", "finalize", "data", "demo",
                   "resources")
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """The search-space file is malformed; the message names the file and the key."""
 
 

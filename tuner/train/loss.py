@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from tuner.metrics import leaderboard_roi, ssim_map
+from tuner.train.metrics import leaderboard_roi, ssim_map
 
 
 class LeaderboardLoss(torch.nn.Module):

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import torch
 
 from data.augment import AugmentConfig
+from data.errors import UserError
 from models import MODEL_CONFIGS, build_model, count_parameters, parse_config
 
 OPTIMIZERS = ("nadam", "adam", "adamw")
@@ -20,7 +21,7 @@ CONFIG_SECTIONS = ("model", "train", "augment")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration value is missing, unknown or out of range; the message names the key."""
 
 

@@ -1,7 +1,7 @@
 """`python -m tuner memory`: what one training step of a space's configurations needs, measured here.
 
 For the space's smallest and largest corners, its warm-start points and any given configuration, the
-report builds the model, runs one real training step (`tuner.feasibility`) with activation
+report builds the model, runs one real training step (`tuner.train.probe`) with activation
 checkpointing off and on, and prints parameters, peak memory, step time and whether it fits the budget.
 The slice is either a synthetic one of a given (coils, height, width) or the largest training slice of
 a data root, exactly what a trial's probe would use.
@@ -20,13 +20,13 @@ from typing import Any, TextIO
 import torch
 import yaml
 
-from tuner.config import CONFIG_SECTIONS, ConfigError, TrialConfig, count_parameters_of
-from tuner import devices
-from tuner.engine import Trainer
-from tuner.feasibility import OutOfBudget, StepMeasurement, measure_training_step, synthetic_batch, warm_up
-from tuner.loaders import TrialData
-from tuner.memory import GIB, format_bytes, is_out_of_memory
-from tuner.spec import Param, SearchSpec
+from tuner.config.space import Param, SearchSpec
+from tuner.config.trial import CONFIG_SECTIONS, ConfigError, TrialConfig, count_parameters_of
+from tuner.train import devices
+from tuner.train.engine import Trainer
+from tuner.train.loaders import TrialData
+from tuner.train.memory import GIB, format_bytes, is_out_of_memory
+from tuner.train.probe import OutOfBudget, StepMeasurement, measure_training_step, synthetic_batch, warm_up
 
 
 @dataclass(frozen=True)

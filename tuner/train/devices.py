@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from data.errors import UserError
 
-class DeviceError(ValueError):
+
+class DeviceError(UserError):
     """A device was asked for that this machine does not have (e.g. `--device cuda` without a card)."""
 
 

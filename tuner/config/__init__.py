@@ -1,0 +1,1 @@
+"""The configuration wing: a search space's YAML and the validated configuration of one trial."""

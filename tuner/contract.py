@@ -1,0 +1,38 @@
+"""What the wings agree on, with no heavy imports: how runs end, what is optimised, what checkpoints are
+called, and the errors a user can cause and fix (all `UserError`s, one line and exit code 2 in the CLI)."""
+
+from data.errors import UserError
+
+# How a trial, a search or a final training ended: MLflow's `status` tag and the search record say one of these.
+COMPLETED = "completed"
+STOPPED_EARLY = "stopped early"  # by ASHA
+INFEASIBLE = "infeasible"  # out of memory within the budget
+FAILED = "failed"
+INTERRUPTED = "interrupted"  # killed or Ctrl-C; `--resume` continues it
+RUNNING = "running"
+# Trials with these statuses have a validation SSIM that counts.
+SCORED = (COMPLETED, STOPPED_EARLY)
+
+# What the search maximises: the leaderboard SSIM of the validation set, reported per epoch.
+METRIC = "val_ssim"
+MODE = "max"
+# Set (to 1) in the one report of a trial that did not fit its memory budget.
+INFEASIBLE_FLAG = "infeasible"
+
+# A trial's checkpoint inside its Ray Tune checkpoint folder; finalize's full state and best weights.
+STATE_FILE = "state.pt"
+LAST_FILE = "last.pt"
+BEST_FILE = "best.pt"
+FINAL_DIR = "final"
+
+
+class SearchError(UserError):
+    """The search cannot start as asked (name taken, nothing to resume, ...)."""
+
+
+class FinalizeError(UserError):
+    """Finalize cannot run as asked; the message says why and what to do."""
+
+
+class TrackingError(UserError):
+    """The tracking URI cannot be used; the message says what was expected."""

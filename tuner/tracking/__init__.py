@@ -1,0 +1,1 @@
+"""The MLflow wing: every call the project makes to MLflow (runs, metrics, artifacts, models)."""
