@@ -3,19 +3,22 @@
 Plain NumPy / PyTorch / h5py; nothing here imports Ray, MLflow, Optuna, ``tuner`` or ``models``.
 """
 
+from .atomic import atomic_path
 from .augment import AugmentConfig, MaskBank, ProbabilitySchedule, SliceAugmenter, build_mask_bank
+from .category import CATEGORIES, Category, category_of
 from .demo import DemoSpec, ensure_demo_dataset, write_demo_dataset
 from .errors import DataFormatError
 from .fastmri import FastMRISliceDataset, parse_ismrmrd_header
-from .layout import detect_layout, open_split
+from .layout import detect_layout, find_submission_files, open_split
 from .masks import MASK_KINDS, center_run, make_mask, mask_acceleration, nominal_acceleration
-from .snu import CATEGORIES, SNUSliceDataset, VarNetSample, category_of
+from .snu import SNUSliceDataset, VarNetSample, read_image_header, read_kspace_header
 from .transforms import center_crop, crop_or_pad
 
 __all__ = [
     "CATEGORIES",
     "MASK_KINDS",
     "AugmentConfig",
+    "Category",
     "DataFormatError",
     "DemoSpec",
     "FastMRISliceDataset",
@@ -24,6 +27,7 @@ __all__ = [
     "SNUSliceDataset",
     "SliceAugmenter",
     "VarNetSample",
+    "atomic_path",
     "build_mask_bank",
     "category_of",
     "center_crop",
@@ -31,10 +35,13 @@ __all__ = [
     "crop_or_pad",
     "detect_layout",
     "ensure_demo_dataset",
+    "find_submission_files",
     "make_mask",
     "mask_acceleration",
     "nominal_acceleration",
     "open_split",
     "parse_ismrmrd_header",
+    "read_image_header",
+    "read_kspace_header",
     "write_demo_dataset",
 ]

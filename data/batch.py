@@ -24,6 +24,7 @@ import torch
 from .augment.coils import compress_coils, crop_readout
 from .augment.config import AugmentConfig
 from .augment.image import ImageTransform, augment_slice
+from .category import Category
 from .snu import VarNetSample
 
 
@@ -40,7 +41,7 @@ class ModelBatch(NamedTuple):
 
     @property
     def organs(self) -> list[str]:
-        return [category.partition("_x")[0] for category in self.category]
+        return [Category.parse(category).organ for category in self.category]
 
 
 class BatchPreparation:

@@ -18,7 +18,6 @@ marked sampled, as in fastMRI.
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
@@ -28,16 +27,17 @@ import h5py
 import numpy as np
 from torch.utils.data import Dataset
 
+from .category import ACCELERATIONS, Category, named_organ
 from .errors import DataFormatError
 from .masks import MASK_KINDS, make_mask, nominal_acceleration
 from .snu import (
-    ACCELERATIONS,
     RawSlice,
     SliceTransform,
     VarNetSample,
     checked_data_range,
     checked_mask,
     h5_dataset,
+    open_h5,
     to_sample,
 )
 
@@ -113,8 +113,7 @@ class _Volume(NamedTuple):
 
 def organ_of(fname: str | Path) -> str:
     """fastMRI names brain volumes "file_brain_AXT2_...h5"; knee volumes are "file1000001.h5"."""
-    tokens = re.split(r"[_\-.]", Path(fname).stem.lower())
-    return "brain" if "brain" in tokens else "knee"
+    return named_organ(fname) or "knee"
 
 
 def _header_xml(raw: object, path: Path) -> bytes | str:
@@ -132,7 +131,7 @@ def _max_attr(f: h5py.File, path: Path, target: h5py.Dataset) -> float:
 
 
 def _read_volume(path: Path) -> _Volume:
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         kspace = h5_dataset(f, "kspace", path)
         if kspace.ndim != 4 or kspace.dtype.kind != "c" or 0 in kspace.shape:
             raise DataFormatError(
@@ -220,12 +219,7 @@ class FastMRISliceDataset(Dataset):
         paths = sorted(directory.glob("*.h5"))
         if not paths:
             raise DataFormatError(f"{directory}: no .h5 files")
-        self._volumes: list[_Volume] = []
-        for path in paths:
-            try:
-                self._volumes.append(_read_volume(path))
-            except OSError as exc:  # h5py's report of unreadable or truncated files
-                raise DataFormatError(f"{path}: not a readable HDF5 file ({exc})") from exc
+        self._volumes = [_read_volume(path) for path in paths]
         # (file, slice, index into self._masks, mask seed); the last two unused with a stored mask.
         self._index: list[tuple[int, int, int, int]] = []
         for file_idx, volume in enumerate(self._volumes):
@@ -247,7 +241,7 @@ class FastMRISliceDataset(Dataset):
 
     def _category(self, file_idx: int, choice: int) -> str:
         volume = self._volumes[file_idx]
-        return f"{volume.organ}_x{volume.stored_acceleration or self._masks[choice][0]}"
+        return str(Category(volume.organ, volume.stored_acceleration or self._masks[choice][0]))
 
     def largest_slice(self) -> int:
         """Index of a slice of the largest (coils x height x width) shape: a step's memory worst case."""

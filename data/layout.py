@@ -1,6 +1,6 @@
 """Which format a data root holds, and the per-slice dataset for one of its splits.
 
-Two layouts are accepted (DESIGN 4)::
+Two layouts are accepted (docs/data-formats.md)::
 
     snu      ROOT/{train,val}/kspace/*.h5 and ROOT/{train,val}/image/*.h5      (data.snu)
     fastmri  ROOT/multicoil_{train,val,...}/*.h5, or ROOT/{train,val,...}/*.h5  (data.fastmri)
@@ -9,7 +9,7 @@ Two layouts are accepted (DESIGN 4)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import DataFormatError
 from .fastmri import FastMRISliceDataset
@@ -23,6 +23,9 @@ _EXPECTED = (
     "or the fastMRI layout ROOT/multicoil_{train,val}/*.h5 (or ROOT/{train,val}/*.h5)"
 )
 _SHOWN = 8  # entries named in an error, per directory level
+# The SNU leaderboard set's folders and the acceleration each stands for.
+LEADERBOARD_FOLDERS = {"acc4": 4, "acc8": 8}
+FileKind = Literal["kspace", "image"]
 
 
 def _names(directory: Path) -> list[str]:
@@ -70,3 +73,35 @@ def open_split(root: str | Path, split: str, **options: Any) -> SNUSliceDataset 
     if detect_layout(root) == "snu":
         return SNUSliceDataset(root, split, **options)
     return FastMRISliceDataset(root, split, **options)
+
+
+class SubmissionFile(NamedTuple):
+    """A file to reconstruct or to score, and where its reconstruction stands in a submission folder."""
+
+    path: Path  # the .h5 file
+    submission: Path  # relative to the submission folder: "acc4/<name>" in the leaderboard layout, else "<name>"
+    acceleration: int | None  # the one its leaderboard folder stands for; None outside that layout
+
+    def beside(self, kind: FileKind) -> Path:
+        """The file of the other kind with the same name: ``<folder>/../<kind>/<name>``."""
+        return self.path.parent.parent / kind / self.path.name
+
+
+def find_submission_files(data: Path, kind: FileKind) -> list[SubmissionFile]:
+    """The ``kind`` files under ``data`` (sorted per folder; none: empty), by the first layout that applies.
+
+    - leaderboard: ``data/acc{4,8}/<kind>/*.h5``, or ``data/leaderboard/acc{4,8}/<kind>/*.h5``;
+    - else ``data/<kind>/*.h5``, else ``data/*.h5`` (e.g. ``ROOT/val/kspace`` itself).
+    """
+    root = data / "leaderboard" if (data / "leaderboard").is_dir() else data
+    folders = {name: acc for name, acc in LEADERBOARD_FOLDERS.items() if (root / name / kind).is_dir()}
+    if folders:
+        return [SubmissionFile(path, Path(name) / path.name, acc)
+                for name, acc in folders.items() for path in sorted((root / name / kind).glob("*.h5"))]
+    folder = data / kind if (data / kind).is_dir() else data
+    return [SubmissionFile(path, Path(path.name), None) for path in sorted(folder.glob("*.h5"))]
+
+
+def submission_layouts(kind: FileKind) -> str:
+    """The layouts :func:`find_submission_files` accepts, in words, for an error that found none."""
+    return f"acc4/{kind}/*.h5 and acc8/{kind}/*.h5, leaderboard/acc{{4,8}}/{kind}/*.h5, {kind}/*.h5 or *.h5"

@@ -1,7 +1,7 @@
 """fastMRI column-mask families over the phase-encode axis, and mask statistics.
 
 Every mask is a 1-D bool array of length W (number of k-space columns). The families follow
-fastMRI's definitions (DESIGN 3b) but draw their offsets / random columns from
+fastMRI's definitions (docs/masks.md) but draw their offsets / random columns from
 ``numpy.random.default_rng(seed)``, so the same seed gives the same mask here, not the same mask
 as fastMRI's own ``MaskFunc`` with that seed.
 """

@@ -1,6 +1,6 @@
 """The SNU FastMRI Challenge train/val layout: file naming, validation and a per-slice dataset.
 
-Layout (DESIGN 4)::
+Layout (docs/data-formats.md)::
 
     ROOT/{train,val}/kspace/{brain,knee}_acc{4,8}_{N}.h5   kspace (S, C, H, W) complex, mask (W,) 0/1
     ROOT/{train,val}/image/<same name>.h5                   image_label (S, h, w) float, attrs["max"] > 0
@@ -12,23 +12,21 @@ needs the fully sampled data, on the device the model runs on.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, NamedTuple, TypeVar
+from typing import Callable, NamedTuple
 
 import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .category import ORGANS, category_of
 from .errors import DataFormatError
-from .masks import nominal_acceleration
 
-ORGANS = ("brain", "knee")
-ACCELERATIONS = (4, 8)
-CATEGORIES = tuple(f"{organ}_x{acc}" for organ in ORGANS for acc in ACCELERATIONS)
-_ACC_TOKEN = re.compile(r"acc(\d+)")
-T = TypeVar("T")
+_KIND_NAMES = {"c": "complex", "f": "real floating"}  # numpy dtype kinds, as errors name them
+
 # The length of an encoded geometric transform (``data.augment.ImageTransform.to_vector``); all zeros: none.
 IMAGE_TRANSFORM_SIZE = 8
 
@@ -40,7 +38,7 @@ class RawSlice(NamedTuple):
     mask: np.ndarray  # (W,) bool: the columns the model may see
     target: np.ndarray  # (h, w) float
     max_value: float  # SSIM data range
-    category: str  # one of CATEGORIES
+    category: str  # one of data.category.CATEGORIES
     image_transform: np.ndarray = np.zeros(IMAGE_TRANSFORM_SIZE)  # still to apply on the device
 
 
@@ -60,7 +58,7 @@ class VarNetSample(NamedTuple):
     mask: torch.Tensor  # (1, 1, W, 1) bool
     target: torch.Tensor  # (h, w) float32
     max_value: float  # SSIM data range of the file
-    category: str  # one of CATEGORIES
+    category: str  # one of data.category.CATEGORIES
     fname: str  # k-space file name, e.g. "brain_acc4_3.h5"
     slice_idx: int
     image_transform: torch.Tensor  # (IMAGE_TRANSFORM_SIZE,) float64 geometric augmentation; zeros: none
@@ -81,47 +79,39 @@ def to_sample(raw: RawSlice, fname: str, slice_idx: int) -> VarNetSample:
     )
 
 
-def category_of(fname: str | Path, mask: np.ndarray, organ_default: str | None = None) -> str:
-    """Category ("brain_x4", ...) of a file from its name, else its mask density / ``organ_default``.
+class KspaceHeader(NamedTuple):
+    """What the readers need of an SNU k-space file without reading its k-space."""
 
-    The name's tokens (split on "_" and "-") give the organ ("brain"/"knee") and acceleration
-    ("acc4"/"acc8"); a name without an acceleration token is classified from ``mask`` by
-    ``masks.nominal_acceleration`` (plain W / sampled would call an equispaced R 8 mask R 4).
-    """
-    name = Path(fname).name
-    tokens = re.split(r"[_\-.]", Path(name).stem.lower())
-    organs = [t for t in tokens if t in ORGANS]
-    accs = [int(m.group(1)) for t in tokens if (m := _ACC_TOKEN.fullmatch(t))]
-    if len(organs) > 1 or len(accs) > 1:
-        raise DataFormatError(f"{name}: file name names more than one organ or acceleration")
-    if organs:
-        organ = organs[0]
-    elif organ_default is not None:
-        organ = organ_default
-    else:
-        raise DataFormatError(
-            f"{name}: file name names no organ ({' or '.join(ORGANS)}) and no organ_default was given"
-        )
-    if accs:
-        acc = accs[0]
-        if acc not in ACCELERATIONS:
-            raise DataFormatError(f"{name}: acceleration acc{acc} is not one of {ACCELERATIONS}")
-    else:
-        try:
-            acc = nominal_acceleration(mask, ACCELERATIONS)
-        except ValueError as exc:
-            raise DataFormatError(f"{name}: cannot infer the acceleration from the mask: {exc}") from None
-    return f"{organ}_x{acc}"
+    num_slices: int
+    shape: tuple[int, int, int]  # (C, H, W) of every slice
+    mask: np.ndarray  # (W,) bool
+
+
+class ImageHeader(NamedTuple):
+    """What the readers need of an SNU image file without reading its images."""
+
+    num_slices: int
+    shape: tuple[int, int]  # (h, w) of every slice
+    max_value: float  # SSIM data range, the file attribute 'max'
 
 
 class _FileInfo(NamedTuple):
     kspace_path: Path
     image_path: Path
-    num_slices: int
-    shape: tuple[int, int, int]  # (C, H, W) of every slice
-    mask: np.ndarray  # (W,) float32 0/1
+    kspace: KspaceHeader
     max_value: float
     category: str
+
+
+@contextmanager
+def open_h5(path: Path) -> Iterator[h5py.File]:
+    """``path`` open for reading; an unreadable or truncated file is a DataFormatError naming it."""
+    # h5py reports unreadable or truncated files as OSError, on opening or on reading a dataset.
+    try:
+        with h5py.File(path, "r") as f:
+            yield f
+    except OSError as exc:
+        raise DataFormatError(f"{path}: not a readable HDF5 file ({exc})") from exc
 
 
 def h5_dataset(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
@@ -132,20 +122,27 @@ def h5_dataset(f: h5py.File, key: str, path: Path) -> h5py.Dataset:
     return item
 
 
-def _check_kspace_file(path: Path) -> tuple[int, tuple[int, int, int], np.ndarray]:
-    with h5py.File(path, "r") as f:
-        kspace = h5_dataset(f, "kspace", path)
-        if kspace.ndim != 4 or kspace.dtype.kind != "c":
-            raise DataFormatError(
-                f"{path}: 'kspace' must be complex (slices, coils, H, W), "
-                f"got {kspace.dtype} with shape {kspace.shape}"
-            )
-        if 0 in kspace.shape:
-            raise DataFormatError(f"{path}: 'kspace' is empty, shape {kspace.shape}")
-        mask = h5_dataset(f, "mask", path)[()]
-        shape = tuple(int(n) for n in kspace.shape)
-    num_slices = shape[0]
-    return num_slices, (shape[1], shape[2], shape[3]), checked_mask(mask, shape[-1], path).astype(np.float32)
+def _h5_array(f: h5py.File, key: str, path: Path, axes: str, kind: str) -> h5py.Dataset:
+    # A non-empty dataset with one axis per name in `axes` and dtype kind `kind` ("c" or "f").
+    item = h5_dataset(f, key, path)
+    if item.ndim != len(axes.split(", ")) or item.dtype.kind != kind:
+        raise DataFormatError(f"{path}: '{key}' must be {_KIND_NAMES[kind]} ({axes}), "
+                              f"got {item.dtype} with shape {item.shape}")
+    if 0 in item.shape:
+        raise DataFormatError(f"{path}: '{key}' is empty, shape {item.shape}")
+    return item
+
+
+def read_kspace_header(path: Path) -> KspaceHeader:
+    """The header of a k-space file (``kspace`` (S, C, H, W) complex, ``mask`` (W,) 0/1), checked.
+
+    Anything missing, misshapen or unreadable is a one-line DataFormatError naming the file.
+    """
+    with open_h5(path) as f:
+        kspace = _h5_array(f, "kspace", path, "slices, coils, H, W", "c")
+        num_slices, coils, height, width = (int(n) for n in kspace.shape)
+        mask = checked_mask(h5_dataset(f, "mask", path)[()], width, path)
+    return KspaceHeader(num_slices, (coils, height, width), mask)
 
 
 def checked_mask(mask: np.ndarray, width: int, path: Path) -> np.ndarray:
@@ -162,21 +159,23 @@ def checked_mask(mask: np.ndarray, width: int, path: Path) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _check_image_file(path: Path, num_slices: int) -> float:
-    with h5py.File(path, "r") as f:
-        label = h5_dataset(f, "image_label", path)
-        if label.ndim != 3 or label.dtype.kind != "f":
-            raise DataFormatError(
-                f"{path}: 'image_label' must be real floating (slices, h, w), "
-                f"got {label.dtype} with shape {label.shape}"
-            )
-        if label.shape[0] != num_slices:
+def read_image_header(path: Path, num_slices: int | None = None) -> ImageHeader:
+    """The header of an image file (``image_label`` (S, h, w) float, attribute ``max`` > 0), checked.
+
+    ``num_slices``, if given, is its k-space file's S, which ``image_label`` must match. Anything
+    missing, misshapen or unreadable is a one-line DataFormatError naming the file.
+    """
+    with open_h5(path) as f:
+        label = _h5_array(f, "image_label", path, "slices, h, w", "f")
+        if num_slices is not None and label.shape[0] != num_slices:
             raise DataFormatError(
                 f"{path}: 'image_label' has {label.shape[0]} slices, its k-space file has {num_slices}"
             )
         if "max" not in f.attrs:
             raise DataFormatError(f"{path}: missing file attribute 'max' (the SSIM data range)")
-        return checked_data_range(f.attrs["max"], path)
+        max_value = checked_data_range(f.attrs["max"], path)
+        slices, height, width = (int(n) for n in label.shape)
+    return ImageHeader(slices, (height, width), max_value)
 
 
 def checked_data_range(value: object, path: Path) -> float:
@@ -188,14 +187,6 @@ def checked_data_range(value: object, path: Path) -> float:
     if not np.isfinite(max_value) or max_value <= 0:
         raise DataFormatError(f"{path}: attribute 'max' must be finite and > 0, got {max_value}")
     return max_value
-
-
-def _open_checked(check: Callable[..., T], path: Path, *args: object) -> T:
-    # h5py reports unreadable or truncated files as OSError.
-    try:
-        return check(path, *args)
-    except OSError as exc:
-        raise DataFormatError(f"{path}: not a readable HDF5 file ({exc})") from exc
 
 
 class SNUSliceDataset(Dataset):
@@ -236,16 +227,14 @@ class SNUSliceDataset(Dataset):
             image_path = image_dir / kspace_path.name
             if not image_path.is_file():
                 raise DataFormatError(f"{kspace_path}: no image pair, expected {image_path}")
-            num_slices, shape, mask = _open_checked(_check_kspace_file, kspace_path)
-            max_value = _open_checked(_check_image_file, image_path, num_slices)
-            category = category_of(kspace_path.name, mask, organ_default)
-            self._infos.append(
-                _FileInfo(kspace_path, image_path, num_slices, shape, mask, max_value, category)
-            )
+            header = read_kspace_header(kspace_path)
+            max_value = read_image_header(image_path, header.num_slices).max_value
+            category = category_of(kspace_path.name, header.mask, organ_default)
+            self._infos.append(_FileInfo(kspace_path, image_path, header, max_value, category))
         self._index = [
             (file_idx, slice_idx)
             for file_idx, info in enumerate(self._infos)
-            for slice_idx in range(info.num_slices)
+            for slice_idx in range(info.kspace.num_slices)
         ]
 
     @property
@@ -260,8 +249,8 @@ class SNUSliceDataset(Dataset):
 
     def largest_slice(self) -> int:
         """Index of a slice of the largest (coils x height x width) shape: a step's memory worst case."""
-        file_idx = max(range(len(self._infos)), key=lambda i: int(np.prod(self._infos[i].shape)))
-        return self._index.index((file_idx, self._infos[file_idx].num_slices // 2))
+        file_idx = max(range(len(self._infos)), key=lambda i: int(np.prod(self._infos[i].kspace.shape)))
+        return self._index.index((file_idx, self._infos[file_idx].kspace.num_slices // 2))
 
     def __len__(self) -> int:
         return len(self._index)
@@ -275,7 +264,8 @@ class SNUSliceDataset(Dataset):
             kspace = f["kspace"][slice_idx]
         with h5py.File(info.image_path, "r") as f:
             target = f["image_label"][slice_idx]
-        raw = RawSlice(kspace, info.mask.astype(bool), target, info.max_value, info.category)
+        # A copy: a transform may change the mask in place.
+        raw = RawSlice(kspace, info.kspace.mask.copy(), target, info.max_value, info.category)
         if self.transform is not None:
             raw = self.transform(raw, i % len(self))
         return to_sample(raw, info.kspace_path.name, slice_idx)

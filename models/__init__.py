@@ -10,6 +10,7 @@ from models.registry import (
     MODEL_CONFIGS,
     ModelConfig,
     build_model,
+    config_dict,
     count_parameters,
     parse_config,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "VarNet",
     "VarNetConfig",
     "build_model",
+    "config_dict",
     "count_parameters",
     "parse_config",
 ]

@@ -5,49 +5,36 @@ ValueError("<model>.<field>: expected ..., got ...") for the first bad value, an
 numbers (e.g. numpy integers from a sampler) into plain ints.
 """
 
-import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar, NoReturn, get_args
+from typing import Any, ClassVar, get_args
 
+from data import validation as check
 from models.attention import AttentionKernel, AttentionKind
 
 MAX_POOLS = 6
 
 
-class _Validator:
-    """Checks the fields of one config instance, naming them as '<model>.<field>' in errors."""
+class _Fields:
+    """Checks one config instance's fields with the validation kit, naming them '<model>.<field>'."""
 
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    def _fail(self, field: str, expected: str, value: Any) -> NoReturn:
-        raise ValueError(f"{self.config.NAME}.{field}: expected {expected}, got {value!r}")
-
     def integer(self, field: str, low: int, high: int | None = None, optional: bool = False) -> None:
-        value = getattr(self.config, field)
-        if optional and value is None:
-            return
-        bounds = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        if optional:
-            bounds += " or None"
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            self._fail(field, bounds, value)
-        if value < low or (high is not None and value > high):
-            self._fail(field, bounds, value)
-        object.__setattr__(self.config, field, int(value))
+        self._set(field, check.integer(self._key(field), getattr(self.config, field), low, high, optional=optional))
 
-    def boolean(self, field: str) -> None:
-        value = getattr(self.config, field)
-        if not isinstance(value, bool):
-            self._fail(field, "a bool", value)
+    def flag(self, field: str) -> None:
+        check.flag(self._key(field), getattr(self.config, field))
 
-    def choice(self, field: str, choices: tuple[Any, ...]) -> None:
-        value = getattr(self.config, field)
-        # bool == 1 and 7.0 == 7 would otherwise slip through as look-alikes of valid choices.
-        matches = [c for c in choices if not isinstance(value, (bool, float)) and value == c]
-        if not matches:
-            self._fail(field, f"one of {list(choices)}", value)
-        object.__setattr__(self.config, field, matches[0])
+    def choice(self, field: str, options: tuple[Any, ...]) -> None:
+        self._set(field, check.choice(self._key(field), getattr(self.config, field), options))
+
+    def _key(self, field: str) -> str:
+        return f"{self.config.NAME}.{field}"
+
+    def _set(self, field: str, value: Any) -> None:
+        # Frozen dataclasses: the canonical value (a plain int, the option itself) replaces the given one.
+        object.__setattr__(self.config, field, value)
 
 
 @dataclass(frozen=True)
@@ -64,13 +51,17 @@ class VarNetConfig:
     checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        check = _Validator(self)
-        check.integer("num_cascades", 1)
-        check.integer("chans", 1)
-        check.integer("pools", 1, MAX_POOLS)
-        check.integer("sens_chans", 1)
-        check.integer("sens_pools", 1, MAX_POOLS)
-        check.boolean("checkpointing")
+        valid = _Fields(self)
+        valid.integer("num_cascades", 1)
+        valid.integer("chans", 1)
+        valid.integer("pools", 1, MAX_POOLS)
+        valid.integer("sens_chans", 1)
+        valid.integer("sens_pools", 1, MAX_POOLS)
+        valid.flag("checkpointing")
+
+    def short_name(self) -> str:
+        """A run name that says the configuration briefly, e.g. "varnet c12 ch18 s8"."""
+        return f"varnet c{self.num_cascades} ch{self.chans} s{self.sens_chans}"
 
 
 @dataclass(frozen=True)
@@ -103,27 +94,35 @@ class FIVarNetConfig:
     checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        check = _Validator(self)
-        check.integer("feature_cascades", 1)
-        check.integer("image_cascades", 0)
-        check.integer("feature_chans", 1)
-        check.integer("unet_chans", 1)
-        check.integer("unet_pools", 1, MAX_POOLS)
-        check.integer("image_chans", 1)
-        check.integer("image_pools", 1, MAX_POOLS)
-        check.integer("sens_chans", 1)
-        check.integer("sens_pools", 1, MAX_POOLS)
-        check.boolean("share_encoder")
-        check.integer("extra_conv_every", 0)
-        check.choice("attention", get_args(AttentionKind))
-        check.choice("attention_kernel", get_args(AttentionKernel))
-        check.integer("attention_cascades", 0, self.feature_cascades, optional=True)
-        check.integer("attention_depth", 1, self.unet_pools + 1)
-        check.boolean("aliasing_attention")
-        check.boolean("checkpointing")
+        valid = _Fields(self)
+        valid.integer("feature_cascades", 1)
+        valid.integer("image_cascades", 0)
+        valid.integer("feature_chans", 1)
+        valid.integer("unet_chans", 1)
+        valid.integer("unet_pools", 1, MAX_POOLS)
+        valid.integer("image_chans", 1)
+        valid.integer("image_pools", 1, MAX_POOLS)
+        valid.integer("sens_chans", 1)
+        valid.integer("sens_pools", 1, MAX_POOLS)
+        valid.flag("share_encoder")
+        valid.integer("extra_conv_every", 0)
+        valid.choice("attention", get_args(AttentionKind))
+        valid.choice("attention_kernel", get_args(AttentionKernel))
+        valid.integer("attention_cascades", 0, self.feature_cascades, optional=True)
+        valid.integer("attention_depth", 1, self.unet_pools + 1)
+        valid.flag("aliasing_attention")
+        valid.flag("checkpointing")
+
+    def short_name(self) -> str:
+        """A run name that says the configuration briefly, e.g. "fivarnet 15+3 f12 u24 i18 s8 lska7"."""
+        name = (f"fivarnet {self.feature_cascades}+{self.image_cascades} f{self.feature_chans} u{self.unet_chans} "
+                f"i{self.image_chans} s{self.sens_chans}")
+        if self.attention != "none":
+            name = f"{name} {self.attention}{self.attention_kernel}"
+        return f"{name} alias" if self.aliasing_attention else name
 
 
-# The 2025 SNU FastMRI Challenge team's adopted model (DESIGN.md 3a): 67,625,464 parameters.
+# The 2025 SNU FastMRI Challenge team's adopted model (docs/models.md): 67,625,464 parameters.
 FIVARNET_2025 = FIVarNetConfig(
     feature_cascades=15,
     image_cascades=3,

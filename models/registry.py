@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from data import validation as check
 from models.config import FIVarNetConfig, VarNetConfig
 from models.fivarnet import FIVarNet
 from models.varnet import VarNet
@@ -25,11 +26,13 @@ def parse_config(config: Mapping[str, Any]) -> ModelConfig:
     if name not in MODEL_CONFIGS:
         raise ValueError(f"model config: unknown name {name!r}; known names: {sorted(MODEL_CONFIGS)}")
     config_type = MODEL_CONFIGS[name]
-    valid = [field.name for field in dataclasses.fields(config_type)]
-    for key in values:
-        if key not in valid:
-            raise ValueError(f"{name}: unknown key {key!r}; valid keys: {valid}")
+    check.no_unknown(values, [field.name for field in dataclasses.fields(config_type)], f"{name}.")
     return config_type(**values)
+
+
+def config_dict(config: ModelConfig) -> dict[str, Any]:
+    """The inverse of `parse_config`: {"name": ..., field: value, ...}, every field included."""
+    return {"name": config.NAME, **dataclasses.asdict(config)}
 
 
 def build_model(config: Mapping[str, Any] | ModelConfig) -> nn.Module:

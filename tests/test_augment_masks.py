@@ -148,7 +148,7 @@ def test_bank_falls_back_to_a_generated_challenge_mask(bank_files):
         assert mask.shape == (width,) and length >= round(0.08 * width)
         assert start == (width - round(0.08 * width) + 1) // 2 or length > round(0.08 * width)
         assert nominal_acceleration(mask, (4, 8)) == acceleration
-    assert MaskBank().draw("brain", 4, 396, np.random.default_rng(0)).sum() == 123  # DESIGN 3b's count
+    assert MaskBank().draw("brain", 4, 396, np.random.default_rng(0)).sum() == 123  # the count in docs/masks.md
 
 
 def test_bank_save_load_atomic_and_no_overwrite(bank_files, tmp_path):

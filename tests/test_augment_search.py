@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from tuner.config.space import SpecError, load_spec
+from tuner.config.space import load_space
 from tuner.config.trial import ConfigError, TrialConfig
+from tuner.contract import SpecError
 from tuner.train.engine import Trainer
 from tuner.train.loaders import TrialData
 
@@ -35,7 +36,7 @@ TINY_MODEL = {"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2,
 def _spec(tmp_path, text):
     path = tmp_path / "space.yaml"
     path.write_text(textwrap.dedent(text))
-    return load_spec(path)
+    return load_space(path)
 
 
 def test_augment_parts_nest_and_can_be_searched(tmp_path):
@@ -149,12 +150,12 @@ def test_masks_build_writes_a_bank_that_duplication_draws_from(tiny_data, tmp_pa
 def test_a_fastmri_root_trains_through_the_same_loaders(tmp_path):
     import shutil
 
+    from data.layout import open_split
     from tests.test_data_fastmri import write_fastmri_root
-    from tuner.commands.demo_data import check_data_root
 
     root = write_fastmri_root(tmp_path / "fastmri")
     shutil.copytree(root / "multicoil_train", root / "multicoil_val")
-    train_slices, val_slices = check_data_root(root)
+    train_slices, val_slices = len(open_split(root, "train")), len(open_split(root, "val"))
     # The knee volume's k-space is zero-padded at its edges (as fastMRI's is): still fully sampled.
     config = TrialConfig.from_flat({**TINY_MODEL, "augment.mask.enabled": True, "augment.mraugment.enabled": True,
                                     "augment.compression.method": "scc",
@@ -171,7 +172,7 @@ def test_batches_over_slices_of_several_shapes_are_refused_before_the_search(tmp
     from data.layout import open_split
     from tuner.cli import main
     from tuner.commands.demo_data import demo_spec
-    from tuner.config.space import load_spec as load
+    from tuner.config.space import load_space as load
     from tuner.train.loaders import require_one_shape
 
     tiny = load(ROOT / "search_spaces" / "tiny.yaml")

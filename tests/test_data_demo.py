@@ -379,7 +379,7 @@ def test_the_search_splits_never_read_the_leaderboard(demo_copy):
 
 @pytest.mark.parametrize(("organ", "contrasts"), [("brain", ("t1", "t2", "flair")), ("knee", ("pd", "pdfs"))])
 def test_contrasts_map_the_tissues_differently(organ, contrasts):
-    from data.phantoms import brain_slices, knee_slices
+    from data.demo.phantoms import brain_slices, knee_slices
 
     phantom = {"brain": brain_slices, "knee": knee_slices}[organ]
     images = [phantom(np.random.default_rng(3), 2, (48, 40), c) for c in contrasts]

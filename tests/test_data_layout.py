@@ -11,6 +11,7 @@ from torch.utils.data import default_collate
 
 from data import DataFormatError, FastMRISliceDataset, SNUSliceDataset, detect_layout, open_split
 from data.batch import BatchPreparation
+from data.layout import find_submission_files, submission_layouts
 from data.masks import make_mask
 from tests.test_data_fastmri import write_fastmri_root
 
@@ -125,3 +126,37 @@ def test_open_split_passes_a_transform_to_either_layout(tmp_path):
         assert not seen_by_model[0, :, :, width[0] // 2 :].any()
         np.testing.assert_array_equal(after.target.numpy(), before.target.numpy()[::-1])
         assert after.max_value == 2 * before.max_value and after.category == before.category.replace("_x8", "_x4")
+
+
+def _touch(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+
+
+@pytest.mark.parametrize("prefix", ["", "leaderboard/"])
+def test_leaderboard_folders_give_the_submission_path_and_acceleration(tmp_path, prefix):
+    """DATA/acc{4,8}/<kind>/ (or DATA/leaderboard/acc{4,8}/<kind>/): each file is submitted as accN/<name>
+    with the folder's acceleration, whatever the name says; files of the other kind are not listed."""
+    _touch(tmp_path, *(f"{prefix}{name}" for name in ("acc4/kspace/brain_test2.h5", "acc4/kspace/brain_test1.h5",
+                                                        "acc8/kspace/knee_acc4_1.h5", "acc8/image/knee_acc4_1.h5")))
+    found = find_submission_files(tmp_path, "kspace")
+    assert [(f.path.relative_to(tmp_path).as_posix(), f.submission.as_posix(), f.acceleration) for f in found] == [
+        (f"{prefix}acc4/kspace/brain_test1.h5", "acc4/brain_test1.h5", 4),
+        (f"{prefix}acc4/kspace/brain_test2.h5", "acc4/brain_test2.h5", 4),
+        (f"{prefix}acc8/kspace/knee_acc4_1.h5", "acc8/knee_acc4_1.h5", 8),
+    ]
+    assert found[2].beside("image") == tmp_path / f"{prefix}acc8/image/knee_acc4_1.h5"
+
+
+def test_without_leaderboard_folders_the_kind_folder_then_the_folder_itself(tmp_path):
+    """DATA/<kind>/*.h5 when that folder exists, else DATA/*.h5, each submitted as <name>; none: []."""
+    _touch(tmp_path, "val/kspace/knee_acc8_2.h5", "val/image/knee_acc8_2.h5", "val/stray.h5")
+    found = find_submission_files(tmp_path / "val", "image")
+    assert [(f.path, f.submission, f.acceleration) for f in found] == [
+        (tmp_path / "val/image/knee_acc8_2.h5", Path("knee_acc8_2.h5"), None)]
+    assert found[0].beside("kspace") == tmp_path / "val/kspace/knee_acc8_2.h5"
+    assert [f.path for f in find_submission_files(tmp_path / "val" / "kspace", "kspace")] == [
+        tmp_path / "val/kspace/knee_acc8_2.h5"]
+    assert find_submission_files(tmp_path, "kspace") == []
+    assert "leaderboard/acc{4,8}/image/*.h5" in submission_layouts("image")

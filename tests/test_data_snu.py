@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data import DataFormatError, SNUSliceDataset, VarNetSample, category_of, make_mask
+from data.snu import read_image_header, read_kspace_header
 
 SLICES, COILS, HEIGHT, WIDTH, TARGET = 3, 2, 12, 10, (6, 8)
 
@@ -190,3 +191,22 @@ def test_bad_directories(tmp_path):
     (tmp_path / "val" / "image").mkdir(parents=True)
     with pytest.raises(DataFormatError, match="no .h5 files"):
         SNUSliceDataset(tmp_path, "val")
+
+
+def test_header_readers_give_counts_shapes_mask_and_data_range_without_the_arrays(tmp_path):
+    """read_kspace_header: (S, (C, H, W), mask (W,) bool); read_image_header: (S, (h, w), max), and a
+    DataFormatError naming the file when its slice count differs from the k-space file's."""
+    mask = np.zeros(WIDTH, np.float32)
+    mask[1::3] = 1
+    write_pair(tmp_path, "brain_acc4_1.h5", mask=mask, max_value=2.5)
+    kspace = read_kspace_header(tmp_path / "train" / "kspace" / "brain_acc4_1.h5")
+    assert (kspace.num_slices, kspace.shape) == (SLICES, (COILS, HEIGHT, WIDTH))
+    assert kspace.mask.dtype == bool and kspace.mask.tolist() == mask.astype(bool).tolist()
+    image = tmp_path / "train" / "image" / "brain_acc4_1.h5"
+    assert read_image_header(image) == (SLICES, TARGET, 2.5)
+    assert read_image_header(image, SLICES).max_value == 2.5
+    with pytest.raises(DataFormatError, match=f"brain_acc4_1.h5: 'image_label' has {SLICES} slices, its k-space"):
+        read_image_header(image, SLICES + 1)
+    (tmp_path / "truncated.h5").write_bytes(image.read_bytes()[:100])
+    with pytest.raises(DataFormatError, match="truncated.h5: not a readable HDF5 file"):
+        read_image_header(tmp_path / "truncated.h5")

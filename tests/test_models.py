@@ -211,12 +211,12 @@ def test_registry_builds_each_model_from_defaults() -> None:
     [
         ({"chans": 8}, "missing 'name'; known names: ['fivarnet', 'varnet']"),
         ({"name": "unet"}, "unknown name 'unet'; known names: ['fivarnet', 'varnet']"),
-        ({"name": "varnet", "cascades": 4}, "varnet: unknown key 'cascades'; valid keys: ['num_cascades', "),
+        ({"name": "varnet", "cascades": 4}, "varnet.cascades: unknown key (expected one of ['num_cascades', "),
         ({"name": "varnet", "chans": 0}, "varnet.chans: expected an integer >= 1, got 0"),
         ({"name": "varnet", "chans": 8.0}, "varnet.chans: expected an integer >= 1, got 8.0"),
         ({"name": "varnet", "pools": 9}, "varnet.pools: expected an integer in [1, 6], got 9"),
         ({"name": "varnet", "num_cascades": True}, "varnet.num_cascades: expected an integer >= 1, got True"),
-        ({"name": "varnet", "checkpointing": 1}, "varnet.checkpointing: expected a bool, got 1"),
+        ({"name": "varnet", "checkpointing": 1}, "varnet.checkpointing: expected true or false, got 1"),
         (
             {"name": "fivarnet", "attention": "lsk"},
             "fivarnet.attention: expected one of ['none', 'lka', 'lska'], got 'lsk'",

@@ -161,7 +161,7 @@ def test_module_rejects_a_factor_of_the_wrong_shape() -> None:
 
 def test_option_is_off_by_default_and_adds_one_block_per_feature_cascade() -> None:
     assert FIVarNetConfig().aliasing_attention is False
-    with pytest.raises(ValueError, match="fivarnet.aliasing_attention: expected a bool"):
+    with pytest.raises(ValueError, match="fivarnet.aliasing_attention: expected true or false"):
         FIVarNetConfig(aliasing_attention=1)
     with torch.device("meta"):
         plain = FIVarNet(feature_cascades=3, feature_chans=12)

@@ -14,7 +14,7 @@ from tests.model_inputs import column_mask, masked_kspace, single_thread  # noqa
 TINY = dict(feature_cascades=1, image_cascades=1, feature_chans=4, unet_chans=4, image_chans=4, sens_chans=2)
 
 
-# --- the 2025 challenge's adopted model (DESIGN.md 3a) -------------------------------------------
+# --- the 2025 challenge's adopted model (docs/models.md) ------------------------------------------
 
 
 def test_adopted_model_parameter_counts() -> None:

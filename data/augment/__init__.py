@@ -1,4 +1,4 @@
-"""Training-time augmentation and preprocessing of multi-coil slices (DESIGN 6).
+"""Training-time augmentation and preprocessing of multi-coil slices (docs/augmentation.md).
 
 - :class:`ProbabilitySchedule`: when an augmenter fires (constant, linear, exponential, plateau).
 - Mask augmentation (fastMRI families) and duplication per acceleration with a :class:`MaskBank`.
@@ -11,7 +11,7 @@ Plain NumPy / SciPy / PyTorch / h5py, like the rest of ``data``.
 """
 
 from .augmenter import DuplicatedSlices, SliceAugmenter
-from .bank import DuplicatedIndex, MaskBank, build_mask_bank, split_category
+from .bank import DuplicatedIndex, MaskBank, build_mask_bank
 from .coils import compress_coils, crop_readout, gcc_matrices, scc_matrix
 from .config import (
     COMPRESSION_METHODS,
@@ -23,7 +23,12 @@ from .config import (
     MRAugmentConfig,
 )
 from .image import ImageTransform, augment_slice, draw_image_transform, transform_images
-from .mask_aug import draw_family_mask, is_fully_sampled, require_fully_sampled, unsampled_columns
+from .mask_aug import (
+    draw_family_mask,
+    is_fully_sampled,
+    require_fully_sampled,
+    unsampled_columns,
+)
 from .schedule import SCHEDULE_KINDS, ProbabilitySchedule
 
 __all__ = [
@@ -51,7 +56,6 @@ __all__ = [
     "is_fully_sampled",
     "require_fully_sampled",
     "scc_matrix",
-    "split_category",
     "transform_images",
     "unsampled_columns",
 ]

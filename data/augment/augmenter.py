@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from data import validation as check
+
+from ..category import Category
 from ..snu import RawSlice, SNUSliceDataset, VarNetSample
-from . import _checks
-from .bank import DuplicatedIndex, MaskBank, split_category
+from .bank import DuplicatedIndex, MaskBank
 from .config import AugmentConfig
 from .image import draw_image_transform
 from .mask_aug import draw_family_mask, require_fully_sampled
@@ -46,7 +48,7 @@ class SliceAugmenter:
         if not isinstance(config, AugmentConfig):
             raise ValueError(f"config: expected an AugmentConfig, got {config!r}")
         self.config = config
-        self.seed = _checks.integer("seed", seed, 0)
+        self.seed = check.integer("seed", seed, 0)
         self.mask_bank = MaskBank() if mask_bank is None else mask_bank
         self.epoch = 0
         self.val_losses: tuple[float, ...] = ()
@@ -59,7 +61,7 @@ class SliceAugmenter:
 
     def set_epoch(self, epoch: int, val_losses: Sequence[float] = ()) -> None:
         """The epoch about to be trained (from 0) and the validation losses of the epochs before it."""
-        self.epoch = _checks.integer("epoch", epoch, 0)
+        self.epoch = check.integer("epoch", epoch, 0)
         self.val_losses = tuple(float(v) for v in val_losses)
 
     def probabilities(self) -> dict[str, float]:
@@ -89,13 +91,13 @@ class SliceAugmenter:
         slice for seeding.
         """
         cfg = self.config
-        organ, own_acceleration = split_category(raw.category)
+        organ, own_acceleration = Category.parse(raw.category)
         mask, category, image_transform = np.asarray(raw.mask, dtype=bool), raw.category, raw.image_transform
         duplicated = acceleration is not None
         if duplicated or cfg.mask.enabled or cfg.mraugment.enabled:
             require_fully_sampled(raw.kspace, f"{raw.category} slice {slice_key}: augmentation")
         if duplicated:
-            category = f"{organ}_x{acceleration}"
+            category = str(Category(organ, acceleration))
             if acceleration != own_acceleration or not cfg.duplication.keep_own_mask:
                 rng = self._rng(epoch, slice_key, acceleration, _DUPLICATION)
                 mask = self.mask_bank.draw(organ, acceleration, raw.kspace.shape[-1], rng)
@@ -162,8 +164,8 @@ class DuplicatedSlices(Dataset):
     @property
     def categories(self) -> list[str]:
         """The (duplicated) category of every item."""
-        base = self._base.categories
-        return [f"{split_category(base[s])[0]}_x{acc}" for s, acc in (self.index[i] for i in range(len(self)))]
+        base = [Category.parse(category) for category in self._base.categories]
+        return [str(base[s]._replace(acceleration=acc)) for s, acc in (self.index[i] for i in range(len(self)))]
 
     def largest_slice(self) -> int:
         """An item of the largest slice shape (the first copy's), for memory probes."""

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from ..atomic import atomic_path
+from ..category import ACCELERATIONS, Category, category_of
 from ..errors import DataFormatError
 from ..masks import make_mask
-from ..snu import ACCELERATIONS, category_of
+from ..snu import read_kspace_header
 
-# The challenge's masks: equispaced with 8 % of the columns as the centre block (DESIGN 4).
+# The challenge's masks: equispaced with 8 % of the columns as the centre block (docs/masks.md).
 FALLBACK_KIND = "equispaced"
 FALLBACK_CENTER_FRACTION = 0.08
-_CATEGORY = re.compile(r"([a-z]+)_x(\d+)")
 _KEY = re.compile(r"([a-z]+)_x(\d+)_w(\d+)")
 
 GroupKey = tuple[str, int, int]  # (organ, acceleration, width)
-
-
-def split_category(category: str) -> tuple[str, int]:
-    """("brain", 4) from "brain_x4"."""
-    match = _CATEGORY.fullmatch(category)
-    if match is None:
-        raise ValueError(f"category: expected '<organ>_x<acceleration>' like 'brain_x4', got {category!r}")
-    return match.group(1), int(match.group(2))
 
 
 class MaskBank:
@@ -74,29 +64,14 @@ class MaskBank:
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the bank to ``path`` as npz (one uint8 array per group, key "brain_x4_w396").
 
-        Written to a temporary file in the same directory first, then moved into place, so ``path``
-        is never half written; an existing ``path`` is a FileExistsError unless ``overwrite``.
+        Written atomically (``data.atomic.atomic_path``), so ``path`` is never half written; an
+        existing ``path`` is a FileExistsError unless ``overwrite``.
         """
         path = Path(path)
-        arrays = {f"{o}_x{a}_w{w}": m.astype(np.uint8) for (o, a, w), m in self._groups.items()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp creates it private
-            if overwrite:
-                os.replace(tmp, path)
-            else:
-                # A hard link never replaces an existing file, so two writers cannot clobber each other.
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it") from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        arrays = {f"{Category(o, a)}_w{w}": m.astype(np.uint8) for (o, a, w), m in self._groups.items()}
+        # Through an open file: given a name, np.savez would append ".npz" to the temporary one.
+        with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
         return path
 
     @classmethod
@@ -121,18 +96,9 @@ def build_mask_bank(kspace_files: Iterable[str | Path]) -> MaskBank:
     """Group the ``mask`` (W,) of each SNU k-space file by its category (from the name) and width."""
     grouped: dict[GroupKey, list[np.ndarray]] = {}
     for path in sorted(Path(p) for p in kspace_files):
-        try:
-            with h5py.File(path, "r") as f:
-                item = f.get("mask")
-                if not isinstance(item, h5py.Dataset):
-                    raise DataFormatError(f"{path}: missing dataset 'mask'")
-                mask = np.squeeze(item[()])
-        except OSError as exc:
-            raise DataFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
-        if mask.ndim != 1 or not np.isin(mask, (0, 1)).all() or not mask.any():
-            raise DataFormatError(f"{path}: 'mask' must be a non-empty 1-D 0/1 array, got shape {mask.shape}")
-        organ, acceleration = split_category(category_of(path.name, mask))
-        grouped.setdefault((organ, acceleration, mask.size), []).append(mask.astype(bool))
+        mask = read_kspace_header(path).mask
+        organ, acceleration = Category.parse(category_of(path.name, mask))
+        grouped.setdefault((organ, acceleration, mask.size), []).append(mask)
     return MaskBank({key: np.stack(masks) for key, masks in grouped.items()})
 
 

@@ -11,8 +11,9 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
+from data import validation as check
+
 from ..masks import MASK_KINDS
-from . import _checks
 from .schedule import ProbabilitySchedule
 
 COMPRESSION_METHODS = ("none", "scc", "gcc")
@@ -40,18 +41,18 @@ class MaskAugmentConfig:
     center_fraction: tuple[float, float] = (0.04, 0.08)
 
     def __post_init__(self) -> None:
-        _checks.flag("enabled", self.enabled)
+        check.flag("enabled", self.enabled)
         _check_schedule(self.schedule)
-        kinds = _checks.sequence("kinds", self.kinds)
+        kinds = check.sequence("kinds", self.kinds)
         if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(MASK_KINDS):
             raise ValueError(f"kinds: expected distinct names from {list(MASK_KINDS)}, got {self.kinds!r}")
-        weights = _checks.sequence("weights", self.weights, len(kinds) if self.weights else None)
-        weights = tuple(_checks.number("weights", w, 0.0, math.inf) for w in weights)
+        weights = check.sequence("weights", self.weights, len(kinds) if self.weights else None)
+        weights = tuple(check.number("weights", w, 0.0, math.inf) for w in weights)
         if weights and sum(weights) <= 0:
             raise ValueError(f"weights: expected at least one positive weight, got {self.weights!r}")
-        low, high = _checks.sequence("center_fraction", self.center_fraction, 2)
-        low = _checks.number("center_fraction", low, 0.0, 0.5)
-        high = _checks.number("center_fraction", high, low, 0.5)
+        low, high = check.sequence("center_fraction", self.center_fraction, 2)
+        low = check.number("center_fraction", low, 0.0, 0.5)
+        high = check.number("center_fraction", high, low, 0.5)
         object.__setattr__(self, "kinds", kinds)
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "center_fraction", (low, high))
@@ -69,8 +70,8 @@ class DuplicationConfig:
     keep_own_mask: bool = True
 
     def __post_init__(self) -> None:
-        _checks.flag("enabled", self.enabled)
-        _checks.flag("keep_own_mask", self.keep_own_mask)
+        check.flag("enabled", self.enabled)
+        check.flag("keep_own_mask", self.keep_own_mask)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,18 +101,18 @@ class MRAugmentConfig:
     padding: str = "reflect"
 
     def __post_init__(self) -> None:
-        _checks.flag("enabled", self.enabled)
+        check.flag("enabled", self.enabled)
         _check_schedule(self.schedule)
         for name in ("flip_h", "flip_v", "rotation", "scaling", "translation", "shear"):
-            object.__setattr__(self, name, _checks.number(name, getattr(self, name), 0.0, 1.0))
+            object.__setattr__(self, name, check.number(name, getattr(self, name), 0.0, 1.0))
         limits = {"max_rotation_deg": 180.0, "max_scaling": 0.9, "max_shear_deg": 45.0}
         for name, high in limits.items():
-            object.__setattr__(self, name, _checks.number(name, getattr(self, name), 0.0, high))
-        shift = _checks.sequence("max_translation", self.max_translation, 2)
+            object.__setattr__(self, name, check.number(name, getattr(self, name), 0.0, high))
+        shift = check.sequence("max_translation", self.max_translation, 2)
         object.__setattr__(
-            self, "max_translation", tuple(_checks.number("max_translation", s, 0.0, 0.5) for s in shift)
+            self, "max_translation", tuple(check.number("max_translation", s, 0.0, 0.5) for s in shift)
         )
-        _checks.choice("padding", self.padding, PADDING_MODES)
+        check.choice("padding", self.padding, PADDING_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,9 +129,9 @@ class CompressionConfig:
     gcc_window: int = 5
 
     def __post_init__(self) -> None:
-        _checks.choice("method", self.method, COMPRESSION_METHODS)
-        _checks.integer("num_virtual_coils", self.num_virtual_coils, 1)
-        _checks.integer("gcc_window", self.gcc_window, 1)
+        check.choice("method", self.method, COMPRESSION_METHODS)
+        check.integer("num_virtual_coils", self.num_virtual_coils, 1)
+        check.integer("gcc_window", self.gcc_window, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +146,7 @@ class CropConfig:
 
     def __post_init__(self) -> None:
         if self.height is not None:
-            _checks.integer("height", self.height, 1)
+            check.integer("height", self.height, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +168,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, object] | None, prefix: str = "augment") -> AugmentConfig:
         """Build from a nested mapping (lists for tuples); errors name ``prefix.section.key``."""
-        return _checks.build(cls, raw, prefix)
+        return check.build(cls, raw, prefix)
 
     def to_dict(self) -> dict:
         """Nested plain dict of every field, tuples as lists (YAML-ready); :meth:`from_dict` inverts it."""

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from . import _checks
+from data import validation as check
 
 SCHEDULE_KINDS = ("constant", "linear", "exponential", "plateau")
 
@@ -46,20 +46,20 @@ class ProbabilitySchedule:
     min_delta: float = 0.0
 
     def __post_init__(self) -> None:
-        _checks.choice("kind", self.kind, SCHEDULE_KINDS)
-        object.__setattr__(self, "p_max", _checks.number("p_max", self.p_max, 0.0, 1.0))
-        _checks.integer("delay", self.delay, 0)
-        _checks.integer("ramp_epochs", self.ramp_epochs, 1)
+        check.choice("kind", self.kind, SCHEDULE_KINDS)
+        object.__setattr__(self, "p_max", check.number("p_max", self.p_max, 0.0, 1.0))
+        check.integer("delay", self.delay, 0)
+        check.integer("ramp_epochs", self.ramp_epochs, 1)
         object.__setattr__(
-            self, "exp_decay", _checks.number("exp_decay", self.exp_decay, 0.0, 100.0, open_low=True)
+            self, "exp_decay", check.number("exp_decay", self.exp_decay, 0.0, 100.0, open_low=True)
         )
-        _checks.integer("patience", self.patience, 1)
-        object.__setattr__(self, "step", _checks.number("step", self.step, 0.0, 1.0, open_low=True))
-        object.__setattr__(self, "min_delta", _checks.number("min_delta", self.min_delta, 0.0, math.inf))
+        check.integer("patience", self.patience, 1)
+        object.__setattr__(self, "step", check.number("step", self.step, 0.0, 1.0, open_low=True))
+        object.__setattr__(self, "min_delta", check.number("min_delta", self.min_delta, 0.0, math.inf))
 
     def probability(self, epoch: int, val_losses: Sequence[float] = ()) -> float:
         """The probability in [0, p_max] for ``epoch`` given the validation losses so far."""
-        _checks.integer("epoch", epoch, 0)
+        check.integer("epoch", epoch, 0)
         if epoch < self.delay:
             return 0.0
         t = epoch - self.delay

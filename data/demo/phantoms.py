@@ -3,7 +3,7 @@
 Both return real, non-negative magnitude images of shape (slices, h, w), roughly in [0, 1], that
 fill most of an (h, w) field of view with isotropic pixels, in a named contrast (``BRAIN_CONTRASTS``,
 ``KNEE_CONTRASTS``: the weightings of the fastMRI / SNU scans). Acquisition physics (phase, coils,
-noise) is added by ``data.demo``.
+noise) is added by ``data.demo.writer``.
 """
 
 from __future__ import annotations

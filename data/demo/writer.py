@@ -1,30 +1,7 @@
-"""The simulated demo dataset, written in the SNU layout (see ``data.snu``), plus a held-out leaderboard.
-
-Each file is one simulated multi-coil scan: anatomy from ``data.phantoms`` in a per-file contrast with
-a smooth complex phase, seen by a per-file number of surface coils with smooth complex sensitivities,
-Fourier transformed with 2x readout oversampling (the object fills the central half of H), plus
-complex Gaussian k-space noise of a per-file level. The target is the RSS of the fully sampled coil
-images cropped to ``target_shape``, scaled to the challenge's absolute intensity range; the mask is
-equispaced with a per-file offset.
-
-Layout::
-
-    ROOT/{train,val}/kspace/{brain,knee}_acc{4,8}_{N}.h5      kspace fully sampled, mask (W,)
-    ROOT/{train,val}/image/<same name>.h5                      image_label, image_input, attrs max
-    ROOT/leaderboard/acc{4,8}/kspace/{brain,knee}_test{i}.h5   kspace already undersampled, mask (W,)
-    ROOT/leaderboard/acc{4,8}/image/<same name>.h5             as in train/val
-    ROOT/demo_spec.json
-
-Train/val k-space is stored fully sampled with a separate mask, as in the challenge's train/val sets.
-Leaderboard k-space is stored with the mask applied (zero-filled columns), as held-out test data
-comes, so nothing can train on its missing columns; each leaderboard scan appears in both acc4/
-and acc8/ under its own mask. The search reads only train/ and val/. Image files also carry the
-scan's simulated protocol as attributes ``acquisition`` (contrast name) and ``noise_std``.
-"""
+"""Writing the demo dataset: each `DemoSpec` scan simulated and stored in the SNU layout (see `data.demo`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -35,154 +12,16 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
-from .masks import center_mask
-from .phantoms import BRAIN_CONTRASTS, KNEE_CONTRASTS, MAX_BRAIN_SLICES, brain_slices, knee_slices, smooth_noise
-from .snu import ACCELERATIONS, ORGANS
-from .transforms import center_crop, fft2c, ifft2c, rss
+from data.category import ACCELERATIONS, ORGANS
+from data.demo.phantoms import brain_slices, knee_slices, smooth_noise
+from data.demo.spec import DemoSpec
+from data.masks import center_mask
+from data.transforms import center_crop, fft2c, ifft2c, rss
 
-# Bump whenever the simulator would produce different data for the same spec, so that cached
-# demo datasets keyed on demo_spec.json are regenerated.
-GENERATOR_VERSION = 2
 SPEC_FILE = "demo_spec.json"
 LEADERBOARD_DIR = "leaderboard"
 _SPLITS = ("train", "val")
 _PHANTOMS = {"brain": brain_slices, "knee": knee_slices}
-_CONTRASTS = {"brain": BRAIN_CONTRASTS, "knee": KNEE_CONTRASTS}
-
-
-@dataclasses.dataclass(frozen=True)
-class DemoSpec:
-    """What to simulate. Shapes are (rows, columns) = (H readout, W phase-encode).
-
-    Per-file acquisition settings are pinned by one value or drawn per file (seeded) from: a pair
-    ``(low, high)`` for ``num_coils`` (uniform integers, inclusive) and ``noise_std`` (log-uniform),
-    a tuple of names for the contrasts (uniform choice), ``None`` for ``mask_offset`` (uniform in
-    [0, R)). Every file keeps ``kspace_shape``, so all files of a category share one width.
-    """
-
-    seed: int = 0
-    num_coils: int | tuple[int, int] = (6, 10)
-    kspace_shape: tuple[int, int] = (160, 96)
-    target_shape: tuple[int, int] = (80, 80)
-    slices_per_file: int = 4
-    train_files_per_category: int = 2
-    val_files_per_category: int = 1
-    # Held out in ROOT/leaderboard: this many scans per organ, each stored at both accelerations.
-    leaderboard_files_per_category: int = 1
-    center_fraction: float = 0.08
-    # Std of the complex k-space noise, absolute: with orthonormal FFTs it is also the per-coil
-    # image noise, so the target background is about noise_std * sqrt(num_coils).
-    noise_std: float | tuple[float, float] = (1e-6, 3e-6)
-    # Per-file range of the noise-free target maximum (the challenge's targets are ~1e-4..5e-4,
-    # and its leaderboard ROI thresholds are absolute: 5e-5 brain, 2e-5 knee).
-    intensity_range: tuple[float, float] = (1.5e-4, 4e-4)
-    brain_contrasts: tuple[str, ...] = BRAIN_CONTRASTS
-    knee_contrasts: tuple[str, ...] = KNEE_CONTRASTS
-    # First outer column of every equispaced mask; below 4 so that it is valid at both accelerations.
-    mask_offset: int | None = None
-
-    def __post_init__(self) -> None:
-        for name, minimum in (("seed", 0), ("slices_per_file", 1), ("train_files_per_category", 1),
-                              ("val_files_per_category", 1), ("leaderboard_files_per_category", 0)):
-            value = getattr(self, name)
-            if not _is_int(value) or value < minimum:
-                raise ValueError(f"DemoSpec.{name} must be an integer >= {minimum}, got {value!r}")
-        if self.slices_per_file > MAX_BRAIN_SLICES:
-            raise ValueError(f"DemoSpec.slices_per_file must be <= {MAX_BRAIN_SLICES} (the brain template's "
-                             f"mid-brain slab), got {self.slices_per_file}")
-        height, width = _int_pair("kspace_shape", self.kspace_shape, 16)
-        target_h, target_w = _int_pair("target_shape", self.target_shape, 1)
-        if target_h > height or target_w > width:
-            raise ValueError(f"DemoSpec.target_shape {self.target_shape} must fit in kspace_shape {self.kspace_shape}")
-        if not _is_number(self.center_fraction) or not 0 < self.center_fraction < 1 \
-                or round(width * self.center_fraction) < 1:
-            raise ValueError(
-                f"DemoSpec.center_fraction must be in (0, 1) and give at least one centre column "
-                f"of {width}, got {self.center_fraction}"
-            )
-        if self.mask_offset is not None and not (_is_int(self.mask_offset) and 0 <= self.mask_offset < 4):
-            raise ValueError(f"DemoSpec.mask_offset must be None or an integer in [0, 4), got {self.mask_offset!r}")
-        # Normalise lists (e.g. from JSON) to tuples so that equal specs compare and hash equal.
-        normalised = {
-            "num_coils": _int_or_range("num_coils", self.num_coils),
-            "kspace_shape": (height, width),
-            "target_shape": (target_h, target_w),
-            "noise_std": _number_or_range("noise_std", self.noise_std),
-            "intensity_range": _positive_range("intensity_range", self.intensity_range),
-            **{f"{organ}_contrasts": _names(f"{organ}_contrasts", getattr(self, f"{organ}_contrasts"),
-                                            _CONTRASTS[organ]) for organ in ORGANS},
-        }
-        for name, value in normalised.items():
-            object.__setattr__(self, name, value)
-
-    def to_dict(self) -> dict:
-        """JSON-ready fields, plus the generator version (the demo cache key)."""
-        return {"generator_version": GENERATOR_VERSION, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_dict(cls, fields: dict) -> DemoSpec:
-        """Inverse of :meth:`to_dict`; rejects unknown fields and other generator versions."""
-        fields = dict(fields)
-        version = fields.pop("generator_version", GENERATOR_VERSION)
-        if version != GENERATOR_VERSION:
-            raise ValueError(f"demo spec is for generator version {version}, this is {GENERATOR_VERSION}")
-        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown DemoSpec fields {sorted(unknown)}")
-        return cls(**fields)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _pair(name: str, value: object) -> tuple:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(f"DemoSpec.{name} must be a pair, got {value!r}")
-    return tuple(value)
-
-
-def _int_pair(name: str, value: object, minimum: int) -> tuple[int, int]:
-    pair = _pair(name, value)
-    if any(not _is_int(v) or v < minimum for v in pair):
-        raise ValueError(f"DemoSpec.{name} must be two integers >= {minimum}, got {value!r}")
-    return pair
-
-
-def _int_or_range(name: str, value: object) -> int | tuple[int, int]:
-    if _is_int(value) and value >= 1:
-        return value
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value) \
-            and 1 <= value[0] <= value[1]:
-        return tuple(value)
-    raise ValueError(f"DemoSpec.{name} must be an integer >= 1 or a range [low, high], 1 <= low <= high, "
-                     f"got {value!r}")
-
-
-def _positive_range(name: str, value: object) -> tuple[float, float]:
-    low, high = _pair(name, value)
-    if not (_is_number(low) and _is_number(high) and 0 < low <= high):
-        raise ValueError(f"DemoSpec.{name} must satisfy 0 < low <= high, got {value!r}")
-    return float(low), float(high)
-
-
-def _number_or_range(name: str, value: object) -> float | tuple[float, float]:
-    if not _is_number(value):
-        return _positive_range(name, value)
-    if not value >= 0:
-        raise ValueError(f"DemoSpec.{name} must be >= 0, got {value}")
-    return float(value)
-
-
-def _names(name: str, value: object, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    names = (value,) if isinstance(value, str) else value
-    if not isinstance(names, (tuple, list)) or not names or any(n not in allowed for n in names):
-        raise ValueError(f"DemoSpec.{name} must be a non-empty list of names from {allowed}, got {value!r}")
-    return tuple(names)
 
 
 class _Protocol(NamedTuple):
