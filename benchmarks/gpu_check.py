@@ -42,7 +42,7 @@ from typing import Any, Callable
 import torch
 
 from tuner.commands.memory import NamedConfig, SliceSource, load_config_file, memory_report
-from tuner.config.space import load_spec
+from tuner.config.space import load_space
 from tuner.config.trial import TrialConfig
 from tuner.train import devices
 from tuner.train.engine import Trainer
@@ -91,7 +91,7 @@ class Setup:
 def demo_model(setup: Setup, extra: dict[str, Any] | None = None) -> TrialConfig:
     """The default space's first warm-start point (the 2025 model scaled to demo size), with `extra` keys;
     with --small a toy FI-VarNet of the same options on a few slices per epoch."""
-    spec = load_spec(ROOT / "search_spaces" / "fivarnet.yaml")
+    spec = load_space(ROOT / "search_spaces" / "fivarnet.yaml")
     point = {**spec.search.points_to_evaluate[0], **(extra or {})}
     if setup.small:
         point.update({"model.feature_cascades": 1, "model.feature_chans": 4, "model.unet_chans": 4,
@@ -108,7 +108,7 @@ def reference(name: str, setup: Setup) -> TrialConfig:
     small = {"fivarnet_2025": {"feature_cascades": 2, "image_cascades": 1, "unet_chans": 4, "image_chans": 4,
                                "sens_chans": 2, "attention_cascades": 1},
              "varnet_12_18_8": {"num_cascades": 2, "chans": 4, "sens_chans": 2}}[name]
-    return TrialConfig.from_dict({**config.as_dict(), "model": {**config.model, **small}})
+    return TrialConfig.from_dict({**config.as_dict(), "model": {**config.as_dict()["model"], **small}})
 
 
 def timed_epochs(trainer: Trainer, data: TrialData, epochs: int) -> tuple[list[Any], float]:
@@ -212,13 +212,13 @@ def probe_in_fresh_process(device_name: str, small: bool, shape: tuple[int, int,
     device = devices.resolve_device(device_name)
     setup = Setup(device, Path(), small, Path())
     config = reference("fivarnet_2025", setup)
-    config = TrialConfig.from_dict({**config.as_dict(), "model": {**config.model, "checkpointing": False}})
+    config = TrialConfig.from_dict({**config.as_dict(), "model": {**config.as_dict()["model"], "checkpointing": False}})
     warm_up(device)  # as a trial does: one-time library allocations are not the configuration's
     try:
         trainer, step = fit_to_budget(config, 1, synthetic_batch(shape, 1), int(budget_gb * GIB), True, device)
     except OutOfBudget as exc:
         return {"fits": False, "reason": str(exc)}
-    return {"fits": True, "checkpointing": bool(trainer.config.model["checkpointing"]),
+    return {"fits": True, "checkpointing": trainer.config.model.checkpointing,
             "peak": format_bytes(step.peak_bytes), "seconds": f"{step.seconds:.2f} s"}
 
 

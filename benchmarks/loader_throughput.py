@@ -28,7 +28,7 @@ import torch
 
 from data.batch import BatchPreparation
 from tuner.commands.demo_data import demo_spec, ensure_demo_data
-from tuner.config.space import load_spec
+from tuner.config.space import load_space
 from tuner.config.trial import TrialConfig
 from tuner.train import devices
 from tuner.train.engine import Trainer
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--model-seconds", type=float,
                         help="compare with a model step of this many seconds per slice instead of measuring one")
     args = parser.parse_args()
-    spec = load_spec(args.space)
+    spec = load_space(args.space)
     config = spec.trial_config(spec.search.points_to_evaluate[0]) if spec.search.points_to_evaluate else \
         spec.trial_config({p.key: p.corners()[0] for p in spec.params})
     workers = [int(w) for w in args.workers.split(",")]

@@ -25,7 +25,7 @@ import torch
 
 from tuner.commands.demo_data import demo_spec, ensure_demo_data
 from tuner.commands.memory import load_config_file
-from tuner.config.space import load_spec
+from tuner.config.space import load_space
 from tuner.config.trial import TrialConfig
 from tuner.train import devices
 from tuner.train.engine import Trainer, autocast
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def models() -> dict[str, TrialConfig]:
-    spec = load_spec(ROOT / "search_spaces" / "fivarnet.yaml")
+    spec = load_space(ROOT / "search_spaces" / "fivarnet.yaml")
     return {"demo": spec.trial_config(spec.search.points_to_evaluate[0]),
             "2025": load_config_file(ROOT / "search_spaces" / "configs" / "fivarnet_2025.yaml").config}
 

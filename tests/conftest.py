@@ -13,10 +13,10 @@ def tiny_data(tmp_path_factory) -> Path:
     """The tiny space's demo data: real h5 files in the SNU layout, generated once per session."""
     from data.demo import write_demo_dataset
     from tuner.commands.demo_data import demo_spec
-    from tuner.config.space import load_spec
+    from tuner.config.space import load_space
 
     root = tmp_path_factory.mktemp("demo") / "tiny"
-    return write_demo_dataset(root, demo_spec(load_spec(TINY_SPACE).demo))
+    return write_demo_dataset(root, demo_spec(load_space(TINY_SPACE).demo))
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,16 @@ from models import build_model, count_parameters
 from tests.conftest import ROOT, TINY_SPACE
 from tuner.cli import main
 from tuner.commands.memory import corner_configs
-from tuner.config.space import load_spec
+from tuner.config.space import load_space
 
 
 def test_corners_take_every_range_and_numeric_choice_at_its_ends():
-    smallest, largest, warm = corner_configs(load_spec(ROOT / "search_spaces" / "fivarnet.yaml"))[:3]
+    smallest, largest, warm = corner_configs(load_space(ROOT / "search_spaces" / "fivarnet.yaml"))[:3]
     assert (smallest.label, largest.label, warm.label) == ("smallest", "largest", "warm start 1")
     low, high = smallest.config.model, largest.config.model
-    assert (low["feature_cascades"], low["feature_chans"], low["sens_chans"], low["attention"]) == (2, 6, 4, "none")
-    assert (high["feature_cascades"], high["feature_chans"], high["sens_chans"], high["attention"]) == (5, 12, 8, "lska")
-    assert high["attention_kernel"] == 11
+    assert (low.feature_cascades, low.feature_chans, low.sens_chans, low.attention) == (2, 6, 4, "none")
+    assert (high.feature_cascades, high.feature_chans, high.sens_chans, high.attention) == (5, 12, 8, "lska")
+    assert high.attention_kernel == 11
     assert smallest.config.train.lr < largest.config.train.lr
 
 

@@ -106,10 +106,10 @@ def test_a_config_that_fits_only_with_checkpointing_gets_it(tiny_data):
     batch = TrialData(tiny_data, _deep_config().train).largest_batch()
     cpu = torch.device("cpu")
     trainer, step = fit_to_budget(_deep_config(), 1, batch, 130 * MIB, auto_checkpointing=True, device=cpu)
-    assert trainer.config.model["checkpointing"] is True
+    assert trainer.config.model.checkpointing is True
     assert step.peak_bytes < 130 * MIB
     with pytest.raises(OutOfBudget):
         fit_to_budget(_deep_config(), 1, batch, 130 * MIB, auto_checkpointing=False, device=cpu)
     # Within budget nothing changes.
     trainer, _ = fit_to_budget(_deep_config(), 1, batch, 2**30, auto_checkpointing=True, device=cpu)
-    assert trainer.config.model["checkpointing"] is False
+    assert trainer.config.model.checkpointing is False

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import TINY_SPACE
 from tuner.commands.finalize import FinalizeOptions, finalize
-from tuner.config.space import load_spec
+from tuner.config.space import load_space
 from tuner.search.driver import SearchOptions, run_search
 
 
@@ -67,7 +67,7 @@ def mlflow_server(tmp_path_factory):
 
 
 def test_search_and_finalize_log_through_an_mlflow_server(tmp_path, tiny_data, ray_instance, mlflow_server):
-    spec = load_spec(TINY_SPACE).replace(num_samples=2, max_epochs=1)
+    spec = load_space(TINY_SPACE).replace(num_samples=2, max_epochs=1)
     options = SearchOptions(name="http", storage=tmp_path / "runs", data_root=tiny_data, tracking_uri=mlflow_server)
     printed = io.StringIO()
     record = run_search(spec, options, out=printed)

@@ -13,8 +13,8 @@ import yaml
 
 from data.masks import make_mask
 from tuner.cli import main
-from tuner.commands.finalize import _register
 from tuner.config.trial import TrialConfig
+from tuner.tracking.models import register_model
 from tuner.tracking.runs import Run, ensure_experiment
 from tuner.train.engine import Trainer
 from tuner.train.loaders import TrialData
@@ -52,7 +52,7 @@ def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Traine
     uri = f"sqlite:///{work / 'mlflow.db'}"
     run = Run.start(uri, ensure_experiment(uri, "tiny"), name="final")
     run.log_text(yaml.safe_dump(config.as_dict()), "config.yaml")
-    assert _register(trainer, final / "best.pt", uri, run.run_id, REGISTERED) == "1"
+    assert register_model(uri, run.run_id, trainer.model, REGISTERED) == "1"
     run.finish("completed")
     return Trained(trainer, val, work / "runs", final / "best.pt", uri, run.run_id)
 

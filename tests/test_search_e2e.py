@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from data.snu import SNUSliceDataset
 from tests.conftest import TINY_SPACE
 from tuner.commands.finalize import FinalizeOptions, finalize
-from tuner.config.space import load_spec
+from tuner.config.space import load_space
 from tuner.contract import FinalizeError, SearchError
 from tuner.search.driver import SearchOptions, run_search
 
@@ -20,7 +20,7 @@ from tuner.search.driver import SearchOptions, run_search
 def search(tmp_path_factory, tiny_data, ray_instance):
     """One finished tiny search; the tests below read what it left behind."""
     work = tmp_path_factory.mktemp("search")
-    spec = load_spec(TINY_SPACE)
+    spec = load_space(TINY_SPACE)
     options = SearchOptions(name="e2e", storage=work / "runs", data_root=tiny_data,
                             tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     out = io.StringIO()

@@ -6,7 +6,7 @@ import re
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import TINY_SPACE
-from tuner.config.space import load_spec
+from tuner.config.space import load_space
 from tuner.search.driver import SearchOptions, run_search
 
 # Batch 256 of the tiny slices needs about 1.8 GB for one step; batch 1 about 40 MB.
@@ -23,7 +23,7 @@ def test_a_trial_out_of_memory_is_infeasible_and_the_search_goes_on(tmp_path, ti
     options = SearchOptions(name="oom", storage=tmp_path / "runs", data_root=tiny_data,
                             tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     out = io.StringIO()
-    record = run_search(load_spec(space), options, out=out)
+    record = run_search(load_space(space), options, out=out)
 
     assert record.status == "completed"
     by_batch = {t.config["train.batch_size"]: t for t in record.trials}

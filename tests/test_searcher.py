@@ -6,7 +6,7 @@ import pytest
 from optuna.trial import FixedTrial, TrialState
 from ray.tune.search import Searcher
 
-from tuner.config.space import load_spec
+from tuner.config.space import load_space
 from tuner.search.searcher import SearchSpaceSearcher
 
 SPACE = """
@@ -28,7 +28,7 @@ asha: {max_epochs: 3, grace_period: 1, reduction_factor: 2}
 def _spec(tmp_path, text=SPACE):
     path = tmp_path / "space.yaml"
     path.write_text(textwrap.dedent(text))
-    return load_spec(path)
+    return load_space(path)
 
 
 def _score(config):

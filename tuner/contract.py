@@ -16,6 +16,8 @@ SCORED = (COMPLETED, STOPPED_EARLY)
 # What the search maximises: the leaderboard SSIM of the validation set, reported per epoch.
 METRIC = "val_ssim"
 MODE = "max"
+# The MLflow tag that says why a run was infeasible.
+INFEASIBLE_TAG = "infeasible_reason"
 # Set (to 1) in the one report of a trial that did not fit its memory budget.
 INFEASIBLE_FLAG = "infeasible"
 
@@ -24,6 +26,10 @@ STATE_FILE = "state.pt"
 LAST_FILE = "last.pt"
 BEST_FILE = "best.pt"
 FINAL_DIR = "final"
+
+
+class SpecError(UserError):
+    """The search-space file is malformed; the message names the file and the key."""
 
 
 class SearchError(UserError):

@@ -1,7 +1,9 @@
-"""Which data a run trains on: a user's SNU-layout root, or the simulated demo set, generated once and cached."""
+"""`python -m tuner demo-data`, and the demo set a search or `memory` uses when no data is given: generated once
+for each demo spec and cached."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -11,8 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from data import DataFormatError
-from data.demo import SPEC_FILE, DemoSpec, ensure_demo_dataset
-from data.layout import open_split
+from data import validation as check
+from data.demo import SPEC_FILE, DemoSpec, ensure_demo_dataset, write_demo_dataset
 
 
 def cache_dir() -> Path:
@@ -25,10 +27,7 @@ def cache_dir() -> Path:
 
 def demo_spec(overrides: Mapping[str, Any]) -> DemoSpec:
     """A DemoSpec from the YAML's `demo:` section; unknown keys are named in the error."""
-    known = {f.name for f in dataclasses.fields(DemoSpec)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"demo.{unknown[0]}: unknown key (expected one of {sorted(known)})")
+    check.no_unknown(overrides, [f.name for f in dataclasses.fields(DemoSpec)], "demo.")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     try:
         return DemoSpec(**values)
@@ -46,8 +45,12 @@ def ensure_demo_data(spec: DemoSpec) -> tuple[Path, float | None]:
     return root, None if cached else time.perf_counter() - start
 
 
-def check_data_root(root: Path) -> tuple[int, int]:
-    """Open and validate the train and val splits before anything starts; returns their slice counts."""
-    if not root.is_dir():
-        raise DataFormatError(f"{root}: no such data directory")
-    return len(open_split(root, "train")), len(open_split(root, "val"))
+def main(args: argparse.Namespace) -> int:
+    """Write the demo dataset to a new folder `args.out`."""
+    start = time.perf_counter()
+    try:
+        root = write_demo_dataset(args.out, DemoSpec(seed=args.seed))
+    except FileExistsError as exc:
+        raise DataFormatError(str(exc)) from None
+    print(f"wrote demo dataset to {root} in {time.perf_counter() - start:.1f} s")
+    return 0

@@ -1,12 +1,13 @@
 """`python -m tuner evaluate`: score a folder of reconstructions with the challenge's leaderboard SSIM.
 
-Targets and matching, in D = `DATA/<split>` with `--split`, else `DATA` (the first layout that applies):
+Targets and matching, in D = `DATA/<split>` with `--split`, else `DATA` (the first layout that applies,
+`data.layout.find_submission_files`):
 
 - leaderboard: `D/acc{4,8}/image/<name>` (or `D/leaderboard/acc{4,8}/image/<name>`) is scored against
   `RECON/acc{4,8}/<name>`; the organ comes from the name (`brain_test1.h5`), the acceleration from
   the `acc4`/`acc8` folder.
 - otherwise the targets are `D/image/*.h5`, else `D/*.h5`; each `<name>` is scored against
-  `RECON/<name>`, its category read as training reads it: `data.snu.category_of` of the name (organ,
+  `RECON/<name>`, its category read as training reads it: `data.category.category_of` of the name (organ,
   `accN`) and the mask of the k-space file `../kspace/<name>` beside the target folder (the
   reconstruction's input, so it must be there).
 
@@ -18,7 +19,8 @@ of the acc4 and acc8 averages (`tuner.train.metrics`).
 
 from __future__ import annotations
 
-import re
+import argparse
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +29,13 @@ from typing import Any, TextIO
 import h5py
 
 from data import DataFormatError
+from data.category import ORGANS, Category, category_of, named_organ
 from data.errors import UserError
-from data.snu import ORGANS, category_of
-from tuner.commands.reconstruct import LEADERBOARD_DIRS, RECON_KEY, read_kspace_header, read_target_header
+from data.layout import SubmissionFile, find_submission_files, submission_layouts
+from data.snu import read_image_header, read_kspace_header
+from tuner.commands.reconstruct import RECON_KEY
 from tuner.search.record import write_json
-from tuner.train.metrics import SSIMAccumulator, SSIMSummary, category_parts, leaderboard_ssim
+from tuner.train.metrics import SSIMAccumulator, SSIMSummary, leaderboard_ssim
 
 
 class EvaluateError(UserError):
@@ -57,24 +61,28 @@ class Evaluation:
     unscored: list[Path]  # reconstructions without a target
 
 
+def main(args: argparse.Namespace) -> int:
+    """Score `--recon` against `--data`'s targets, print the table, and write `--json` (a new file) if asked."""
+    if args.json is not None and args.json.exists():
+        raise EvaluateError(f"--json {args.json}: already exists; choose a new file")
+    result = evaluate(args.recon, args.data, args.split)
+    report(result, sys.stdout)
+    if args.json is not None:
+        write_scores(args.json, result, args.recon, args.data)
+        print(f"scores written to {args.json}")
+    return 0
+
+
 def match_files(recon: Path, data: Path, split: str | None = None) -> list[Match]:
     """Every target of `data` with its reconstruction path and category, by the rules in the module docstring."""
     data = data / split if split else data
     if not data.is_dir():
         raise DataFormatError(f"--data {data}: no such directory")
-    root = data / "leaderboard" if (data / "leaderboard").is_dir() else data
-    acc_dirs = {name: acc for name, acc in LEADERBOARD_DIRS.items() if (root / name / "image").is_dir()}
-    if acc_dirs:
-        matches = [Match(target, recon / name / target.name, f"{_organ(target)}_x{acc}")
-                   for name, acc in acc_dirs.items() for target in sorted((root / name / "image").glob("*.h5"))]
-    else:
-        folder = data / "image" if (data / "image").is_dir() else data
-        matches = [Match(target, recon / target.name, _category(target)) for target in sorted(folder.glob("*.h5"))]
-    if not matches:
-        raise DataFormatError(f"--data {data}: no targets (expected acc4/image/*.h5 and acc8/image/*.h5, "
-                              "leaderboard/acc{4,8}/image/*.h5, image/*.h5 or *.h5; for a train/val root "
-                              "give --split val)")
-    return matches
+    targets = find_submission_files(data, "image")
+    if not targets:
+        raise DataFormatError(f"--data {data}: no targets (expected {submission_layouts('image')}; for a "
+                              "train/val root give --split val)")
+    return [Match(target.path, recon / target.submission, _category(target)) for target in targets]
 
 
 def evaluate(recon: Path, data: Path, split: str | None = None) -> Evaluation:
@@ -86,7 +94,7 @@ def evaluate(recon: Path, data: Path, split: str | None = None) -> Evaluation:
     scores = SSIMAccumulator()
     slices: Counter[str] = Counter()
     for match, max_value in zip(matches, max_values, strict=True):
-        organ = category_parts(match.category)[0]
+        organ = Category.parse(match.category).organ
         with h5py.File(match.target, "r") as t, h5py.File(match.recon, "r") as r:
             targets, recons = t["image_label"][()], r[RECON_KEY][()]
         for target, image in zip(targets, recons, strict=True):
@@ -104,7 +112,7 @@ def report(result: Evaluation, out: TextIO) -> None:
     for category, value in summary.per_category.items():
         print(f"{category:<10} {result.slices_per_category[category]:>6}  {value:.6f}", file=out)
     for acc, value in summary.per_acceleration.items():
-        count = sum(n for c, n in result.slices_per_category.items() if category_parts(c)[1] == acc)
+        count = sum(n for c, n in result.slices_per_category.items() if Category.parse(c).acceleration == acc)
         print(f"{f'x{acc}':<10} {count:>6}  {value:.6f}", file=out)
     print(f"{'overall':<10} {summary.slices:>6}  {summary.overall:.6f}  (mean of the accelerations; "
           f"{result.files} files)", file=out)
@@ -128,7 +136,7 @@ def write_scores(path: Path, result: Evaluation, recon: Path, data: Path) -> Non
 
 def _check_pair(match: Match) -> float:
     """The target's `max`, once the reconstruction is known to exist with the target's slices and size."""
-    num_slices, shape, max_value = read_target_header(match.target)
+    num_slices, shape, max_value = read_image_header(match.target)
     if not match.recon.is_file():
         raise EvaluateError(f"{match.recon}: missing reconstruction of {match.target}")
     try:
@@ -147,16 +155,14 @@ def _check_pair(match: Match) -> float:
     return max_value
 
 
-def _organ(target: Path) -> str:
-    tokens = re.split(r"[_\-.]", target.stem.lower())
-    organs = [organ for organ in ORGANS if organ in tokens]
-    if len(organs) != 1:
-        raise DataFormatError(f"{target}: expected the file name to name one organ ({' or '.join(ORGANS)})")
-    return organs[0]
-
-
-def _category(target: Path) -> str:
-    kspace = target.parent.parent / "kspace" / target.name
+def _category(target: SubmissionFile) -> str:
+    """In the leaderboard layout: the organ of the name, the folder's acceleration; else as training reads it."""
+    if target.acceleration is not None:
+        organ = named_organ(target.path)
+        if organ is None:
+            raise DataFormatError(f"{target.path}: expected the file name to name one organ ({' or '.join(ORGANS)})")
+        return str(Category(organ, target.acceleration))
+    kspace = target.beside("kspace")
     if not kspace.is_file():
-        raise DataFormatError(f"{target}: no k-space file {kspace} to read the category from (as training does)")
-    return category_of(target.name, read_kspace_header(kspace)[2])
+        raise DataFormatError(f"{target.path}: no k-space file {kspace} to read the category from (as training does)")
+    return category_of(target.path.name, read_kspace_header(kspace).mask)

@@ -9,8 +9,9 @@ a data root, exactly what a trial's probe would use.
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import multiprocessing
+import sys
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,8 +21,11 @@ from typing import Any, TextIO
 import torch
 import yaml
 
-from tuner.config.space import Param, SearchSpec
+from tuner.commands.demo_data import demo_spec, ensure_demo_data
+from tuner.config.domain import Param
+from tuner.config.space import SearchSpace, load_space
 from tuner.config.trial import CONFIG_SECTIONS, ConfigError, TrialConfig, count_parameters_of
+from tuner.contract import SpecError
 from tuner.train import devices
 from tuner.train.engine import Trainer
 from tuner.train.loaders import TrialData
@@ -46,7 +50,7 @@ class MemoryRow:
     checkpointed: StepMeasurement | None
 
 
-def corner_configs(spec: SearchSpec) -> list[NamedConfig]:
+def corner_configs(spec: SearchSpace) -> list[NamedConfig]:
     """The space's smallest and largest corners, then its warm-start points, as trial configs."""
     out = [NamedConfig("smallest", spec.trial_config(_corner(spec.params, spec.fixed, largest=False))),
            NamedConfig("largest", spec.trial_config(_corner(spec.params, spec.fixed, largest=True)))]
@@ -119,7 +123,7 @@ def measure(named: NamedConfig, source: SliceSource, budget_bytes: int, device: 
     """
     results: dict[bool, StepMeasurement | None] = {}
     for checkpointing in (False, True):
-        config = dataclasses.replace(named.config, model={**named.config.model, "checkpointing": checkpointing})
+        config = named.config.with_checkpointing(checkpointing)
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
             results[checkpointing] = pool.submit(measure_in_this_process, config, source, budget_bytes,
                                                  str(device)).result()
@@ -171,3 +175,29 @@ def _corner(params: tuple[Param, ...], fixed: Mapping[str, Any], largest: bool) 
         else:
             config[param.key] = corners[-1] if largest else corners[0]
     return {k: v for k, v in config.items() if k not in fixed}
+
+
+def main(args: argparse.Namespace) -> int:
+    """Measure the space's corners and every `--config` on `--shape`, `--data`'s largest slice or the demo set's."""
+    if args.space is None and not args.config:
+        raise SpecError("memory: name a search-space YAML, or give --config")
+    if args.budget is not None and args.budget <= 0:
+        raise SpecError(f"--budget: expected a positive number of GB, got {args.budget}")
+    shape = parse_shape(args.shape) if args.shape is not None else None
+    spec = load_space(args.space) if args.space is not None else None
+    configs = (corner_configs(spec) if spec else []) + [load_config_file(path) for path in args.config]
+    root = args.data or (spec.data_root if spec else None)
+    if shape is None and root is None:
+        root, _ = ensure_demo_data(demo_spec(spec.demo if spec else {}))
+    budget_gb = args.budget or (spec.resources.vram_budget_gb if spec else 8.0)
+    memory_report(configs, SliceSource(shape, root), budget_gb, sys.stdout)
+    return 0
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """`--shape` "16,768,396" as (coils, height, width)."""
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise SpecError(f"--shape: expected three positive integers coils,height,width like 16,768,396, got {text!r}")
+    coils, height, width = (int(p) for p in parts)
+    return coils, height, width

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,9 @@ import yaml
 from data.errors import UserError
 from models import build_model, count_parameters
 from tuner.config.trial import ConfigError, TrialConfig
+from tuner.contract import BEST_FILE, FINAL_DIR, STATE_FILE
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")
-BEST_FILE = "best.pt"
-STATE_FILE = "state.pt"  # tuner.trainable.STATE_FILE; not imported, that module imports Ray
 
 
 class ModelLoadError(UserError):
@@ -52,33 +50,33 @@ class LoadedModel:
         return f"{name} ({count_parameters(self.model):,} parameters) from {self.source}"
 
 
-def load_model(spec: str, storage: Path, tracking_uri: str | None = None) -> LoadedModel:
-    """Resolve `spec` by the rules in the module docstring and load the model onto the CPU.
+def load_model(source: str, storage: Path, tracking_uri: str | None = None) -> LoadedModel:
+    """Resolve `source` by the rules in the module docstring and load the model onto the CPU.
 
     `tracking_uri` (only for MLflow URIs) defaults as for `search`: $MLFLOW_TRACKING_URI, else
     sqlite:///<cwd>/mlflow.db.
     """
-    if spec.startswith(MLFLOW_SCHEMES):
+    if source.startswith(MLFLOW_SCHEMES):
         # MLflow is imported only here: checkpoints and folders load on machines without it (a GPU box).
         from tuner.tracking.runs import resolve_tracking_uri
 
-        return _load_mlflow(spec, resolve_tracking_uri(tracking_uri))
-    path = Path(spec)
+        return _load_mlflow(source, resolve_tracking_uri(tracking_uri))
+    path = Path(source)
     if path.is_file():
         return load_checkpoint(path)
     if path.is_dir():
-        for candidate in (path / BEST_FILE, path / "final" / BEST_FILE, path / STATE_FILE):
+        for candidate in (path / BEST_FILE, path / FINAL_DIR / BEST_FILE, path / STATE_FILE):
             if candidate.is_file():
                 return load_checkpoint(candidate)
-        raise ModelLoadError(f"--model {spec}: the directory holds no {BEST_FILE}, final/{BEST_FILE} or "
+        raise ModelLoadError(f"--model {source}: the directory holds no {BEST_FILE}, final/{BEST_FILE} or "
                              f"{STATE_FILE} (expected a finalize, search or trial checkpoint folder)")
-    search_best = storage / spec / "final" / BEST_FILE
+    search_best = storage / source / FINAL_DIR / BEST_FILE
     if search_best.is_file():
         return load_checkpoint(search_best)
-    if (storage / spec).is_dir():
-        raise ModelLoadError(f"--model {spec}: the search {storage / spec} has no final/{BEST_FILE}; run "
-                             f"`python -m tuner finalize --search {spec}` or name a trial's checkpoint")
-    raise ModelLoadError(f"--model {spec}: no such file or directory, and no search {search_best.parent.parent} "
+    if (storage / source).is_dir():
+        raise ModelLoadError(f"--model {source}: the search {storage / source} has no final/{BEST_FILE}; run "
+                             f"`python -m tuner finalize --search {source}` or name a trial's checkpoint")
+    raise ModelLoadError(f"--model {source}: no such file or directory, and no search {search_best.parent.parent} "
                          f"(expected a checkpoint, a finalize/search folder, a search name in {storage}, "
                          f"or an MLflow URI models:/NAME/VERSION or runs:/RUN_ID/model)")
 
@@ -94,7 +92,7 @@ def load_checkpoint(path: Path) -> LoadedModel:
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise ModelLoadError(f"{path}: expected a checkpoint with keys 'model' and 'config', found {found}")
     config = _config(state["config"], str(path))
-    model = build_model(dict(config.model))
+    model = build_model(config.model)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -105,33 +103,22 @@ def load_checkpoint(path: Path) -> LoadedModel:
 
 
 def _load_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri)
+    from tuner.tracking.models import download_text, fetch_model
+
     try:
-        info = mlflow.models.get_model_info(uri)
-        model = mlflow.pytorch.load_model(uri, map_location="cpu")
-    except (MlflowException, OSError) as exc:
+        fetched = fetch_model(tracking_uri, uri)
+    except (MlflowException, OSError, ValueError) as exc:
         raise ModelLoadError(f"--model {uri}: cannot load it from the MLflow store {tracking_uri}: "
                              f"{_first_line(exc)}") from None
-    if not isinstance(model, torch.nn.Module):
-        raise ModelLoadError(f"--model {uri}: expected a PyTorch model, got {type(model).__name__}")
-    config = _run_config(info.run_id, tracking_uri, uri) if info.run_id else None
-    return LoadedModel(model.eval(), config, f"{uri} in {tracking_uri}")
-
-
-def _run_config(run_id: str, tracking_uri: str, uri: str) -> TrialConfig | None:
-    """The `config.yaml` artifact finalize logs with the model; None for a run without one."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = MlflowClient(tracking_uri).download_artifacts(run_id, "config.yaml", tmp)
-        except (MlflowException, OSError):
-            return None
-        return _config(yaml.safe_load(Path(local).read_text()), f"{uri}: config.yaml of run {run_id}")
+    config = None
+    if fetched.run_id is not None:
+        # The configuration finalize logged beside the model; a run without one gives a model without it.
+        text = download_text(tracking_uri, fetched.run_id, "config.yaml")
+        if text is not None:
+            config = _config(yaml.safe_load(text), f"{uri}: config.yaml of run {fetched.run_id}")
+    return LoadedModel(fetched.model.eval(), config, f"{uri} in {tracking_uri}")
 
 
 def _first_line(exc: Exception) -> str:

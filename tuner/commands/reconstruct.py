@@ -1,6 +1,6 @@
 """`python -m tuner reconstruct`: run a trained model over a folder of k-space files and write the images.
 
-Inputs (the first layout that applies):
+Inputs (the first layout that applies, `data.layout.find_submission_files`):
 
 - the SNU leaderboard layout `DATA/acc{4,8}/kspace/<name>.h5` (or `DATA/leaderboard/acc{4,8}/...`),
   written to `OUT/acc{4,8}/<name>.h5`, as the challenge expects a submission;
@@ -14,8 +14,8 @@ matching `../image/<name>.h5` if there is one, else 384 x 384 (no larger than th
 
 from __future__ import annotations
 
-import os
-import tempfile
+import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +27,16 @@ import torch
 from torch.utils.data import default_collate
 
 from data import DataFormatError
+from data.atomic import atomic_path
 from data.batch import BatchPreparation
+from data.category import category_of
 from data.errors import UserError
-from data.snu import RawSlice, category_of, checked_data_range, checked_mask, h5_dataset, to_sample
+from data.layout import SubmissionFile, find_submission_files, submission_layouts
+from data.snu import RawSlice, read_image_header, read_kspace_header, to_sample
 from tuner.commands.model_source import load_model
 from tuner.train import devices
 from tuner.train.engine import autocast, autocast_dtype, cropped_output
 
-LEADERBOARD_DIRS = {"acc4": 4, "acc8": 8}
 SUBMISSION_SHAPE = (384, 384)
 CHALLENGE_LIMIT_SECONDS = 3600  # the challenge's limit for reconstructing its leaderboard set
 RECON_KEY = "reconstruction"
@@ -70,7 +72,7 @@ class KspaceFile:
     path: Path
     output: Path
     num_slices: int
-    mask: np.ndarray  # (W,) float32 0/1
+    mask: np.ndarray  # (W,) bool
     target_shape: tuple[int, int]
     category: str  # brain_x4 ...: from the name, else organ brain and the mask's acceleration
 
@@ -84,6 +86,13 @@ class ReconstructResult:
     seconds: float  # the whole command: checks, model loading, reading, inference, writing
     file_seconds: float  # reading, inference and writing only
     leaderboard: bool
+
+
+def main(args: argparse.Namespace) -> int:
+    run_reconstruct(ReconstructOptions(model=args.model, data=args.data, out=args.out, batch_size=args.batch_size,
+                                       device=args.device, storage=args.storage.resolve(),
+                                       tracking_uri=args.tracking_uri), sys.stdout)
+    return 0
 
 
 def run_reconstruct(options: ReconstructOptions, out: TextIO) -> ReconstructResult:
@@ -106,7 +115,7 @@ def run_reconstruct(options: ReconstructOptions, out: TextIO) -> ReconstructResu
     for item in inputs:
         file_start = time.perf_counter()
         recon = reconstruct_file(model, item, options.batch_size, device, dtype, prepare)
-        _write_atomically(options.out / item.output, recon)
+        _write_reconstruction(options.out / item.output, recon)
         file_seconds += time.perf_counter() - file_start
         print(f"  {item.output}  {item.num_slices} slices -> {tuple(recon.shape)}  "
               f"{time.perf_counter() - file_start:.1f} s", file=out, flush=True)
@@ -131,8 +140,8 @@ def reconstruct_file(model: torch.nn.Module, item: KspaceFile, batch_size: int, 
     with h5py.File(item.path, "r") as f:
         for first in range(0, item.num_slices, batch_size):
             kspace = f["kspace"][first:first + batch_size]
-            samples = [to_sample(RawSlice(k, item.mask.astype(bool), target, 1.0, item.category), item.path.name,
-                                 first + i) for i, k in enumerate(kspace)]
+            samples = [to_sample(RawSlice(k, item.mask, target, 1.0, item.category), item.path.name, first + i)
+                       for i, k in enumerate(kspace)]
             batch = prepare(default_collate(samples), device)
             with autocast(device, dtype):
                 output = cropped_output(model, batch.masked_kspace, batch.mask, item.target_shape)
@@ -144,64 +153,21 @@ def find_kspace_files(data: Path) -> tuple[list[KspaceFile], bool]:
     """Every input file of `data`, validated, and whether `data` is in the leaderboard layout."""
     if not data.is_dir():
         raise DataFormatError(f"--data {data}: no such directory")
-    root = data / "leaderboard" if (data / "leaderboard").is_dir() else data
-    acc_dirs = [root / name / "kspace" for name in LEADERBOARD_DIRS if (root / name / "kspace").is_dir()]
-    if acc_dirs:
-        paths = [(p, Path(d.parent.name) / p.name) for d in acc_dirs for p in sorted(d.glob("*.h5"))]
-    else:
-        directory = data / "kspace" if (data / "kspace").is_dir() else data
-        paths = [(p, Path(p.name)) for p in sorted(directory.glob("*.h5"))]
-    if not paths:
-        raise DataFormatError(f"--data {data}: no k-space files (expected acc4/kspace/*.h5 and acc8/kspace/*.h5, "
-                              "leaderboard/acc{4,8}/kspace/*.h5, kspace/*.h5 or *.h5)")
-    return [_kspace_file(path, output) for path, output in paths], bool(acc_dirs)
+    found = find_submission_files(data, "kspace")
+    if not found:
+        raise DataFormatError(f"--data {data}: no k-space files (expected {submission_layouts('kspace')})")
+    return [_kspace_file(item) for item in found], found[0].acceleration is not None
 
 
-def _kspace_file(path: Path, output: Path) -> KspaceFile:
-    num_slices, shape, mask = read_kspace_header(path)
-    image = path.parent.parent / "image" / path.name
+def _kspace_file(found: SubmissionFile) -> KspaceFile:
+    header = read_kspace_header(found.path)
+    image = found.beside("image")
     if image.is_file():
-        image_slices, target_shape, _ = read_target_header(image)
-        if image_slices != num_slices:
-            raise DataFormatError(f"{image}: 'image_label' has {image_slices} slices, its k-space file has "
-                                  f"{num_slices}")
+        target_shape = read_image_header(image, header.num_slices).shape
     else:
-        target_shape = (min(SUBMISSION_SHAPE[0], shape[1]), min(SUBMISSION_SHAPE[1], shape[2]))
-    category = category_of(path.name, mask, organ_default="brain")
-    return KspaceFile(path, output, num_slices, mask, target_shape, category)
-
-
-def read_kspace_header(path: Path) -> tuple[int, tuple[int, int, int], np.ndarray]:
-    """(slices, (coils, H, W), mask (W,) float32) of an SNU k-space file, checked."""
-    with _open(path) as f:
-        kspace = f.get("kspace")
-        if not isinstance(kspace, h5py.Dataset) or kspace.ndim != 4 or kspace.dtype.kind != "c" or 0 in kspace.shape:
-            got = f"{kspace.dtype} {kspace.shape}" if isinstance(kspace, h5py.Dataset) else f"keys {sorted(f)}"
-            raise DataFormatError(f"{path}: expected 'kspace' complex (slices, coils, H, W), got {got}")
-        mask = checked_mask(h5_dataset(f, "mask", path)[()], int(kspace.shape[-1]), path)
-        num_slices, coils, height, width = (int(n) for n in kspace.shape)
-    return num_slices, (coils, height, width), mask.astype(np.float32)
-
-
-def read_target_header(path: Path) -> tuple[int, tuple[int, int], float]:
-    """(slices, (h, w), max) of an SNU image file: its `image_label` and the `max` attribute, checked."""
-    with _open(path) as f:
-        label = f.get("image_label")
-        if not isinstance(label, h5py.Dataset) or label.ndim != 3 or label.dtype.kind != "f" or 0 in label.shape:
-            got = f"{label.dtype} {label.shape}" if isinstance(label, h5py.Dataset) else f"keys {sorted(f)}"
-            raise DataFormatError(f"{path}: expected 'image_label' float (slices, h, w), got {got}")
-        if "max" not in f.attrs:
-            raise DataFormatError(f"{path}: missing file attribute 'max' (the SSIM data range)")
-        max_value = checked_data_range(f.attrs["max"], path)
-        num_slices, height, width = (int(n) for n in label.shape)
-    return num_slices, (height, width), max_value
-
-
-def _open(path: Path) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise DataFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+        target_shape = (min(SUBMISSION_SHAPE[0], header.shape[1]), min(SUBMISSION_SHAPE[1], header.shape[2]))
+    category = category_of(found.path.name, header.mask, organ_default="brain")
+    return KspaceFile(found.path, found.submission, header.num_slices, header.mask, target_shape, category)
 
 
 def _check_output_dir(out: Path) -> None:
@@ -209,18 +175,11 @@ def _check_output_dir(out: Path) -> None:
         raise ReconstructError(f"--out {out}: already exists and is not an empty directory; choose a new one")
 
 
-def _write_atomically(path: Path, recon: np.ndarray) -> None:
-    """Write `reconstruction` to a temporary file beside `path`, then rename: no half-written outputs."""
+def _write_reconstruction(path: Path, recon: np.ndarray) -> None:
+    """Write `reconstruction` (S, h, w) as float32 to `path` atomically: no half-written outputs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset(RECON_KEY, data=recon.astype(np.float32))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset(RECON_KEY, data=recon.astype(np.float32))
 
 
 def _summary(result: ReconstructResult) -> str:

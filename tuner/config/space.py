@@ -15,73 +15,19 @@ of those values (e.g. an attention kernel only when attention is not "none").
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import yaml
 
-from data.errors import UserError
+from data import validation as check
+from tuner.config.domain import DOMAIN_KINDS, Param, parse_param
 from tuner.config.trial import ConfigError, TrialConfig
+from tuner.contract import SpecError
 
-DOMAIN_KINDS = ("choice", "int", "uniform", "loguniform")
 TOP_LEVEL_KEYS = ("name", "description", "model", "train", "augment", "search", "asha", "finalize", "data", "demo",
                   "resources")
-
-
-class SpecError(UserError):
-    """The search-space file is malformed; the message names the file and the key."""
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched value: its flat key ("model.chans"), its domain and the condition for it to exist."""
-
-    key: str
-    kind: str
-    choices: tuple[Any, ...] = ()
-    low: float = 0.0
-    high: float = 0.0
-    step: int = 1
-    log: bool = False
-    when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-
-    def suggest(self, trial: Any) -> Any:
-        """Draw this value from an Optuna trial (define-by-run)."""
-        if self.kind == "choice":
-            return trial.suggest_categorical(self.key, list(self.choices))
-        if self.kind == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high), step=self.step, log=self.log)
-        return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "loguniform")
-
-    def values(self) -> tuple[Any, ...] | None:
-        """Every value of a finite domain (choices, int ranges); None for a float range."""
-        if self.kind == "choice":
-            return self.choices
-        if self.kind == "int":
-            return tuple(range(int(self.low), int(self.high) + 1, self.step))
-        return None
-
-    def corners(self) -> tuple[Any, ...]:
-        """The values that bound the domain: every choice, or both ends of a range."""
-        if self.kind == "choice":
-            return self.choices
-        if self.kind == "int":
-            return (int(self.low), int(self.low + ((self.high - self.low) // self.step) * self.step))
-        return (self.low, self.high)
-
-    def contains(self, value: Any) -> bool:
-        if self.kind == "choice":
-            return value in self.choices
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        if self.kind == "int":
-            return float(value).is_integer() and self.low <= value <= self.high and (value - self.low) % self.step == 0
-        return self.low <= value <= self.high
-
-    def active(self, config: Mapping[str, Any]) -> bool:
-        return all(config.get(key) in allowed for key, allowed in self.when.items())
 
 
 @dataclass(frozen=True)
@@ -109,7 +55,7 @@ class ResourceSettings:
 
 
 @dataclass(frozen=True)
-class SearchSpec:
+class SearchSpace:
     """A validated search-space file. `fixed` and `params` use flat keys ("model.chans", "train.lr")."""
 
     name: str
@@ -173,21 +119,27 @@ class SearchSpec:
         walk(0, dict(self.fixed))
         return min(len(seen), limit)
 
-    def replace(self, **changes: Any) -> "SearchSpec":
+    def replace(self, **changes: Any) -> "SearchSpace":
         """A copy with CLI overrides applied (`num_samples`, `seed`, `max_epochs`, `data_root`)."""
+        try:
+            return self._replace(**changes)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+
+    def _replace(self, **changes: Any) -> "SearchSpace":
         search, asha = self.search, self.asha
         if changes.get("num_samples") is not None:
-            search = dataclasses.replace(search, num_samples=_positive("--num-samples", changes["num_samples"]))
+            search = dataclasses.replace(search, num_samples=check.integer("--num-samples", changes["num_samples"], 1))
         if changes.get("seed") is not None:
             search = dataclasses.replace(search, seed=int(changes["seed"]))
         if changes.get("max_epochs") is not None:
-            max_epochs = _positive("--max-epochs", changes["max_epochs"])
+            max_epochs = check.integer("--max-epochs", changes["max_epochs"], 1)
             asha = dataclasses.replace(asha, max_epochs=max_epochs, grace_period=min(asha.grace_period, max_epochs))
         data_root = Path(changes["data_root"]).resolve() if changes.get("data_root") else self.data_root
         return dataclasses.replace(self, search=search, asha=asha, data_root=data_root)
 
 
-def load_spec(path: str | Path) -> SearchSpec:
+def load_space(path: str | Path) -> SearchSpace:
     """Read and fully validate a search-space YAML file; raises SpecError naming the file and key."""
     path = Path(path)
     try:
@@ -198,22 +150,22 @@ def load_spec(path: str | Path) -> SearchSpec:
         raise SpecError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     try:
         return _parse(raw, path)
-    except (SpecError, ConfigError) as exc:
+    except ValueError as exc:  # the validation kit's, and our own SpecError and ConfigError
         raise SpecError(f"{path}: {exc}") from None
 
 
-def _parse(raw: Any, path: Path) -> SearchSpec:
-    raw = _mapping(raw, "the file")
-    _no_unknown(raw, TOP_LEVEL_KEYS, "")
-    model = _mapping(raw.get("model"), "model")
+def _parse(raw: Any, path: Path) -> SearchSpace:
+    raw = check.mapping("the file", raw)
+    check.no_unknown(raw, TOP_LEVEL_KEYS, "")
+    model = check.mapping("model", raw.get("model"))
     if "name" not in model or not isinstance(model["name"], str):
         raise SpecError("model.name: expected the model family name (e.g. varnet, fivarnet)")
     fixed: dict[str, Any] = {}
     params: list[Param] = []
     for section in ("model", "train", "augment"):
-        for key, value in _section_entries(section, _mapping(raw.get(section, {}), section)):
+        for key, value in _section_entries(section, check.mapping(section, raw.get(section, {}))):
             if isinstance(value, Mapping):
-                params.append(_parse_param(key, value, fixed, params))
+                params.append(parse_param(key, value, fixed, params))
             else:
                 fixed[key] = value
     params_t = tuple(params)
@@ -222,35 +174,36 @@ def _parse(raw: Any, path: Path) -> SearchSpec:
     search = _settings(SearcherSettings, raw.get("search", {}), "search")
     points = tuple(_parse_point(p, i, fixed, params_t) for i, p in enumerate(search.points_to_evaluate))
     search = dataclasses.replace(search, points_to_evaluate=points)
-    _positive("search.num_samples", search.num_samples)
-    _positive("search.startup_trials", search.startup_trials)
+    check.integer("search.num_samples", search.num_samples, 1)
+    check.integer("search.startup_trials", search.startup_trials, 1)
     asha = _settings(AshaSettings, raw.get("asha", {}), "asha")
-    _positive("asha.max_epochs", asha.max_epochs)
-    _positive("asha.grace_period", asha.grace_period)
+    check.integer("asha.max_epochs", asha.max_epochs, 1)
+    check.integer("asha.grace_period", asha.grace_period, 1)
     if asha.grace_period > asha.max_epochs:
         raise SpecError(f"asha.grace_period: expected <= asha.max_epochs ({asha.max_epochs}), got {asha.grace_period}")
     if not isinstance(asha.reduction_factor, int) or asha.reduction_factor < 2:
         raise SpecError(f"asha.reduction_factor: expected an integer >= 2, got {asha.reduction_factor!r}")
-    finalize = _mapping(raw.get("finalize", {}), "finalize")
-    _no_unknown(finalize, ("epochs",), "finalize.")
+    finalize = check.mapping("finalize", raw.get("finalize", {}))
+    check.no_unknown(finalize, ("epochs",), "finalize.")
     resources = _settings(ResourceSettings, raw.get("resources", {}), "resources")
     if resources.cpus_per_trial is not None:
-        _positive("resources.cpus_per_trial", resources.cpus_per_trial)
+        check.integer("resources.cpus_per_trial", resources.cpus_per_trial, 1)
     if resources.vram_budget_gb <= 0:
         raise SpecError(f"resources.vram_budget_gb: expected > 0, got {resources.vram_budget_gb!r}")
-    data = _mapping(raw.get("data", {}), "data")
-    _no_unknown(data, ("root", "mask_bank"), "data.")
+    data = check.mapping("data", raw.get("data", {}))
+    check.no_unknown(data, ("root", "mask_bank"), "data.")
     # Paths in the file are relative to the file.
     data_root, mask_bank = (None if data.get(key) is None else (path.parent / Path(str(data[key])).expanduser())
                             .resolve() for key in ("root", "mask_bank"))
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
         raise SpecError(f"name: expected a short name without spaces or slashes, got {name!r}")
-    return SearchSpec(
+    return SearchSpace(
         name=name, source=path.resolve(), fixed=fixed, params=params_t, search=search, asha=asha,
-        finalize_epochs=_positive("finalize.epochs", finalize.get("epochs", 50)), data_root=data_root,
+        finalize_epochs=check.integer("finalize.epochs", finalize.get("epochs", 50), 1), data_root=data_root,
         mask_bank=mask_bank,
-        demo=_mapping(raw.get("demo", {}), "demo"), resources=resources, description=str(raw.get("description", "")),
+        demo=check.mapping("demo", raw.get("demo", {})), resources=resources,
+        description=str(raw.get("description", "")),
     )
 
 
@@ -265,51 +218,6 @@ def _section_entries(prefix: str, values: Mapping[str, Any]) -> list[tuple[str, 
         key = f"{prefix}.{name}"
         nested = prefix.startswith("augment") and isinstance(value, Mapping) and not set(value) & set(DOMAIN_KINDS)
         out.extend(_section_entries(key, value) if nested else [(key, value)])
-    return out
-
-
-def _parse_param(key: str, raw: Mapping[str, Any], fixed: Mapping[str, Any], earlier: Sequence[Param]) -> Param:
-    kinds = [k for k in DOMAIN_KINDS if k in raw]
-    if len(kinds) != 1:
-        raise SpecError(f"{key}: expected exactly one of {list(DOMAIN_KINDS)} (a fixed value is written plainly)")
-    kind = kinds[0]
-    _no_unknown(raw, (kind, "when", "step", "log") if kind == "int" else (kind, "when"), f"{key}.")
-    body = raw[kind]
-    when = _parse_when(key, raw.get("when", {}), fixed, earlier)
-    if kind == "choice":
-        if not isinstance(body, list) or not body:
-            raise SpecError(f"{key}.choice: expected a non-empty list of values")
-        if len(set(map(repr, body))) != len(body):
-            raise SpecError(f"{key}.choice: values must be distinct, got {body}")
-        return Param(key, kind, choices=tuple(body), when=when)
-    if not (isinstance(body, list) and len(body) == 2 and all(_is_number(v) for v in body)):
-        raise SpecError(f"{key}.{kind}: expected [low, high] numbers, got {body!r}")
-    low, high = body
-    if not low < high:
-        raise SpecError(f"{key}.{kind}: expected low < high, got [{low}, {high}]")
-    log = kind == "loguniform" or raw.get("log", False) is True
-    if log and low <= 0:
-        raise SpecError(f"{key}.{kind}: a log range needs low > 0, got {low}")
-    if kind == "int":
-        step = raw.get("step", 1)
-        if not all(isinstance(v, int) for v in (low, high, step)) or step < 1 or (log and step != 1):
-            raise SpecError(f"{key}.int: expected integer bounds and an integer step >= 1 (step 1 with log)")
-        return Param(key, kind, low=low, high=high, step=step, log=log, when=when)
-    return Param(key, kind, low=float(low), high=float(high), log=log, when=when)
-
-
-def _parse_when(key: str, raw: Any, fixed: Mapping[str, Any], earlier: Sequence[Param]) -> dict[str, tuple]:
-    known = set(fixed) | {p.key for p in earlier}
-    parts = key.split(".")[:-1]
-    out: dict[str, tuple] = {}
-    for other, allowed in _mapping(raw, f"{key}.when").items():
-        # Relative to the key's own part first, then outwards: augment.mraugment.schedule.p_max may
-        # say `when: {enabled: [true]}` or `{mraugment.enabled: [true]}`; a full key works too.
-        candidates = [".".join([*parts[:depth], other]) for depth in range(len(parts), 0, -1)] + [other]
-        other_key = next((c for c in candidates if c in known), None)
-        if other_key is None:
-            raise SpecError(f"{key}.when: {other!r} must name a key defined above it")
-        out[other_key] = tuple(allowed) if isinstance(allowed, list) else (allowed,)
     return out
 
 
@@ -331,8 +239,8 @@ def _parse_point(raw: Any, index: int, fixed: Mapping[str, Any], params: tuple[P
     where = f"search.points_to_evaluate[{index}]"
     by_key = {p.key: p for p in params}
     point: dict[str, Any] = {}
-    for section, values in _mapping(raw, where).items():
-        for key, value in _section_entries(section, _mapping(values, f"{where}.{section}")):
+    for section, values in check.mapping(where, raw).items():
+        for key, value in _section_entries(section, check.mapping(f"{where}.{section}", values)):
             if key not in by_key:
                 raise SpecError(f"{where}.{key}: not a searched key (searched: {sorted(by_key)})")
             if not by_key[key].contains(value):
@@ -342,9 +250,9 @@ def _parse_point(raw: Any, index: int, fixed: Mapping[str, Any], params: tuple[P
 
 
 def _settings(cls: type, raw: Any, section: str) -> Any:
-    raw = _mapping(raw, section)
+    raw = check.mapping(section, raw)
     names = tuple(f.name for f in dataclasses.fields(cls))
-    _no_unknown(raw, names, f"{section}.")
+    check.no_unknown(raw, names, f"{section}.")
     for name, value in raw.items():
         default = getattr(cls(), name)
         if isinstance(default, tuple):
@@ -355,30 +263,6 @@ def _settings(cls: type, raw: Any, section: str) -> Any:
             if not isinstance(value, bool):
                 raise SpecError(f"{section}.{name}: expected true or false, got {value!r}")
         elif isinstance(default, (int, float)) and not (
-                _is_number(value) and (isinstance(default, float) or isinstance(value, int))):
+                check.is_number(value) and (isinstance(default, float) or isinstance(value, int))):
             raise SpecError(f"{section}.{name}: expected a number like {default!r}, got {value!r}")
     return cls(**raw)
-
-
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise SpecError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return dict(value)
-
-
-def _no_unknown(raw: Mapping[str, Any], known: Sequence[str], prefix: str) -> None:
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise SpecError(f"{prefix}{unknown[0]}: unknown key (expected one of {list(known)})")
-
-
-def _positive(key: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SpecError(f"{key}: expected a positive integer, got {value!r}")
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

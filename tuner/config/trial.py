@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
 
+from data import validation as check
 from data.augment import AugmentConfig
 from data.errors import UserError
-from models import MODEL_CONFIGS, build_model, count_parameters, parse_config
+from models import MODEL_CONFIGS, ModelConfig, build_model, config_dict, count_parameters, parse_config
 
 OPTIMIZERS = ("nadam", "adam", "adamw")
 SCHEDULERS = ("exponential", "cosine", "step", "none")
@@ -50,38 +52,33 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require_choice("train.optimizer", self.optimizer, OPTIMIZERS)
-        _require_choice("train.scheduler", self.scheduler, SCHEDULERS)
-        _require_choice("train.mixed_precision", self.mixed_precision, PRECISIONS)
-        _require_choice("train.compile", self.compile, COMPILE_MODES)
-        _require(self.lr > 0, "train.lr", "a positive learning rate", self.lr)
-        _require(self.weight_decay >= 0, "train.weight_decay", ">= 0", self.weight_decay)
-        _require(0 < self.lr_gamma <= 1, "train.lr_gamma", "a factor in (0, 1]", self.lr_gamma)
-        _require(self.lr_step_epochs >= 1, "train.lr_step_epochs", ">= 1", self.lr_step_epochs)
-        _require(self.batch_size >= 1, "train.batch_size", ">= 1", self.batch_size)
-        _require(self.grad_accumulation >= 1, "train.grad_accumulation", ">= 1", self.grad_accumulation)
-        _require(self.grad_clip >= 0, "train.grad_clip", ">= 0 (0 turns clipping off)", self.grad_clip)
-        _require(self.loss_ssim_weight >= 0 and self.loss_l1_weight >= 0, "train.loss_*_weight", ">= 0",
-                 (self.loss_ssim_weight, self.loss_l1_weight))
-        _require(self.loss_ssim_weight + self.loss_l1_weight > 0, "train.loss_*_weight",
-                 "at least one positive loss weight", (self.loss_ssim_weight, self.loss_l1_weight))
+        for name, options in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
+                              ("mixed_precision", PRECISIONS), ("compile", COMPILE_MODES)):
+            check.choice(f"train.{name}", getattr(self, name), options)
+        check.number("train.lr", self.lr, 0.0, math.inf, open_low=True)
+        check.number("train.lr_gamma", self.lr_gamma, 0.0, 1.0, open_low=True)
+        for name in ("weight_decay", "grad_clip", "loss_ssim_weight", "loss_l1_weight"):
+            check.number(f"train.{name}", getattr(self, name), 0.0, math.inf)
+        check.require(self.loss_ssim_weight + self.loss_l1_weight > 0, "train.loss_*_weight",
+                      "at least one positive loss weight", (self.loss_ssim_weight, self.loss_l1_weight))
+        for name in ("lr_step_epochs", "batch_size", "grad_accumulation", "seed"):
+            check.integer(f"train.{name}", getattr(self, name), 0 if name == "seed" else 1)
         for name in ("train_slices_per_epoch", "val_slices"):
-            value = getattr(self, name)
-            _require(value is None or value >= 1, f"train.{name}", "null or >= 1", value)
-        workers_ok = self.num_workers == "auto" or (type(self.num_workers) is int and self.num_workers >= 0)
-        _require(workers_ok, "train.num_workers", '"auto" or an integer >= 0', self.num_workers)
+            check.integer(f"train.{name}", getattr(self, name), 1, optional=True)
+        if self.num_workers != "auto":
+            check.integer("train.num_workers", self.num_workers, 0)
 
 
 @dataclass(frozen=True)
 class TrialConfig:
     """One point of the search space: the model's constructor config plus the training settings.
 
-    `model` is the dict `models.build_model` takes (with "name"), already validated and completed with
-    the model family's defaults, so every trial of a family carries the same keys. `augment` is what
-    the data loaders do to each slice (`data.augment`; all off by default).
+    `model` is the model family's validated config (`models.VarNetConfig`, `models.FIVarNetConfig`), so
+    every trial of a family carries the same fields. `augment` is what the data loaders do to each
+    slice (`data.augment`; all off by default).
     """
 
-    model: Mapping[str, Any]
+    model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -105,25 +102,21 @@ class TrialConfig:
                    augment=build_augment_config(nested.get("augment") or {}))
 
     def short_name(self) -> str:
-        """A run name that says the configuration briefly, e.g. "fivarnet 15+3 f12 u24 i18 s8 lska7"."""
-        m = self.model
-        if m["name"] == "varnet":
-            return f"varnet c{m['num_cascades']} ch{m['chans']} s{m['sens_chans']}"
-        if m["name"] == "fivarnet":
-            name = (f"fivarnet {m['feature_cascades']}+{m['image_cascades']} f{m['feature_chans']} "
-                    f"u{m['unet_chans']} i{m['image_chans']} s{m['sens_chans']}")
-            if m["attention"] != "none":
-                name = f"{name} {m['attention']}{m['attention_kernel']}"
-            return f"{name} alias" if m.get("aliasing_attention") else name
-        return str(m["name"])
+        """A run name that says the configuration briefly; each model family words its own."""
+        return self.model.short_name()
+
+    def with_checkpointing(self, on: bool) -> TrialConfig:
+        """The same configuration with the model's activation checkpointing on or off."""
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, checkpointing=on))
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """`{"model": {...}, "train": {...}, "augment": {...}}`: the config YAML artifact and checkpoints."""
-        return {"model": dict(self.model), "train": dataclasses.asdict(self.train), "augment": self.augment.to_dict()}
+        return {"model": config_dict(self.model), "train": dataclasses.asdict(self.train),
+                "augment": self.augment.to_dict()}
 
     def flat(self) -> dict[str, Any]:
         """The inverse of `from_flat`: every key, defaults included (what MLflow logs as params)."""
-        out = {f"model.{k}": v for k, v in self.model.items()}
+        out = {f"model.{k}": v for k, v in config_dict(self.model).items()}
         out.update({f"train.{k}": v for k, v in dataclasses.asdict(self.train).items()})
         out.update(_flatten("augment", self.augment.to_dict()))
         return out
@@ -164,36 +157,23 @@ def _flatten(prefix: str, nested: Mapping[str, Any]) -> dict[str, Any]:
 def count_parameters_of(config: TrialConfig) -> int:
     """The model's parameter count, built on the meta device: no memory, no time."""
     with torch.device("meta"):
-        return count_parameters(build_model(dict(config.model)))
+        return count_parameters(build_model(config.model))
 
 
 def build_train_config(values: Mapping[str, Any]) -> TrainConfig:
-    """TrainConfig from a mapping, with unknown keys reported by name."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"train.{unknown[0]}: unknown key (expected one of {sorted(known)})")
+    """TrainConfig from a mapping; unknown keys and bad values raise ConfigError naming the key."""
     try:
+        check.no_unknown(values, [f.name for f in dataclasses.fields(TrainConfig)], "train.")
         return TrainConfig(**values)
-    except TypeError as exc:
-        raise ConfigError(f"train: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
-def complete_model_config(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a model config against its family and fill in the family's defaults."""
+def complete_model_config(values: Mapping[str, Any]) -> ModelConfig:
+    """Validate a model config against its family, with the family's defaults for what it leaves out."""
     if values.get("name") not in MODEL_CONFIGS:
         raise ConfigError(f"model.name: expected one of {sorted(MODEL_CONFIGS)}, got {values.get('name')!r}")
     try:
-        validated = parse_config(values)
+        return parse_config(values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model: {exc}") from None
-    return {"name": values["name"], **dataclasses.asdict(validated)}
-
-
-def _require(ok: bool, key: str, expected: str, got: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: expected {expected}, got {got!r}")
-
-
-def _require_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    _require(value in choices, key, f"one of {list(choices)}", value)

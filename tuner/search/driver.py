@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,10 +21,21 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from tuner.config.space import SearchSpec
-from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INTERRUPTED, SCORED, STOPPED_EARLY, SearchError
+from tuner.config.space import SearchSpace
+from tuner.contract import (
+    COMPLETED,
+    FAILED,
+    INFEASIBLE,
+    INFEASIBLE_FLAG,
+    INTERRUPTED,
+    METRIC,
+    MODE,
+    SCORED,
+    SearchError,
+)
+from tuner.search.events import RepeatLog, TrialEvents, trial_dirname, trial_name
 from tuner.search.record import SearchRecord, TrialSummary
-from tuner.search.searcher import INFEASIBLE_FLAG, METRIC, MODE, Duplicate, SearchSpaceSearcher, trial_label
+from tuner.search.searcher import SearchSpaceSearcher
 from tuner.search.trainable import TrialContext, run_trial
 from tuner.tracking.runs import STATUS_TAG, Run, child_runs, ensure_experiment, ui_command
 
@@ -41,7 +52,7 @@ class SearchOptions:
     resume: bool = False
 
 
-def run_search(spec: SearchSpec, options: SearchOptions, out: TextIO = sys.stdout) -> SearchRecord:
+def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdout) -> SearchRecord:
     """Run (or resume) the search and return its final record."""
     search_dir = options.storage / options.name
     record_path = search_dir / "search.json"
@@ -103,7 +114,7 @@ def _connect_ray(address: str | None) -> bool:
     return True
 
 
-def _trial_resources(spec: SearchSpec) -> tuple[dict[str, float], int]:
+def _trial_resources(spec: SearchSpace) -> tuple[dict[str, float], int]:
     """One GPU per trial where the cluster has GPUs (trials then run one per GPU); else one trial on all CPUs."""
     cluster = ray.cluster_resources()
     gpus = int(cluster.get("GPU", 0))
@@ -114,15 +125,7 @@ def _trial_resources(spec: SearchSpec) -> tuple[dict[str, float], int]:
     return {"cpu": min(spec.resources.cpus_per_trial or cpus, cpus)}, 1
 
 
-def trial_name(trial: Any) -> str:
-    return trial_label(int(trial.experiment_tag.split("_")[0]))
-
-
-def trial_dirname(trial: Any) -> str:
-    return f"{trial_name(trial)}_{trial.trial_id}"
-
-
-def _make_tuner(spec: SearchSpec, options: SearchOptions, record: SearchRecord, out: TextIO) -> tune.Tuner:
+def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord, out: TextIO) -> tune.Tuner:
     context = TrialContext(
         search_name=record.name, data_root=record.data_root, tracking_uri=record.tracking_uri,
         experiment_id=record.experiment_id, parent_run_id=record.parent_run_id, max_epochs=spec.asha.max_epochs,
@@ -159,62 +162,6 @@ def _make_tuner(spec: SearchSpec, options: SearchOptions, record: SearchRecord, 
                                    spec.asha.max_epochs)],
         ),
     )
-
-
-@dataclass(frozen=True)
-class RepeatLog:
-    """Says on the console and in the parent MLflow run (repeats.json) when TPE proposed a configuration again."""
-
-    tracking_uri: str
-    parent_run_id: str
-
-    def __call__(self, repeat: Duplicate, repeats: list[Duplicate]) -> None:
-        how = "reused its result" if repeat.outcome == "reused" else "it is still training"
-        print(f"  TPE proposed {repeat.repeats_trial}'s configuration again ({how}); sampling anew", flush=True)
-        parent = Run(self.tracking_uri, self.parent_run_id)
-        parent.log_text(json.dumps([asdict(d) for d in repeats], indent=2), "repeats.json")
-        parent.set_tags({"repeats_skipped": len(repeats)})
-
-
-class TrialEvents(tune.Callback):
-    """Prints one line per trial epoch and end, and ends each trial's MLflow run as Tune decided.
-
-    The trainable ends its own run, but Ray may stop a trial's process before its `finally` has run
-    (always so when the process dies), so the driver, which knows the outcome, ends it too.
-    """
-
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, max_epochs: int) -> None:
-        self.tracking_uri = tracking_uri
-        self.experiment_id = experiment_id
-        self.parent_run_id = parent_run_id
-        self.max_epochs = max_epochs
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if result.get(INFEASIBLE_FLAG):
-            return  # said once, when the trial completes
-        print(f"  {trial_name(trial)}  epoch {result['epoch']}/{self.max_epochs}  val SSIM {result[METRIC]:.4f}"
-              f"  loss {result['train_loss']:.4f}  {result['epoch_seconds']:.1f} s", flush=True)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        result = trial.last_result or {}
-        epoch = result.get("epoch", 0)
-        if result.get(INFEASIBLE_FLAG):
-            status = INFEASIBLE
-            print(f"  {trial_name(trial)}  infeasible: {result.get('infeasible_reason', 'out of memory')}", flush=True)
-        else:
-            status = COMPLETED if epoch >= self.max_epochs else STOPPED_EARLY
-            how = status if epoch >= self.max_epochs else f"stopped early by ASHA after epoch {epoch}"
-            print(f"  {trial_name(trial)}  {how}  val SSIM {result.get(METRIC, float('nan')):.4f}", flush=True)
-        self._end_runs(trial.trial_id, status)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        print(f"  {trial_name(trial)}  failed: see {trial.local_path}/error.txt", flush=True)
-        self._end_runs(trial.trial_id, FAILED)
-
-    def _end_runs(self, trial_id: str, status: str) -> None:
-        for run in child_runs(self.tracking_uri, self.experiment_id, self.parent_run_id, trial_id):
-            if run.info.status == "RUNNING":
-                Run(self.tracking_uri, run.info.run_id).finish(status)
 
 
 def _finish_record(record: SearchRecord, results: tune.ResultGrid) -> SearchRecord:
@@ -256,7 +203,7 @@ def _finish_record(record: SearchRecord, results: tune.ResultGrid) -> SearchReco
     return record
 
 
-def _search_params(spec: SearchSpec, options: SearchOptions) -> dict[str, Any]:
+def _search_params(spec: SearchSpace, options: SearchOptions) -> dict[str, Any]:
     params: dict[str, Any] = {f"fixed.{k}": v for k, v in spec.fixed.items()}
     params.update({f"searched.{p.key}": f"{p.kind} {list(p.corners())}" for p in spec.params})
     params.update({

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.contract import RUNNING
+from data.atomic import atomic_path
+from tuner.contract import RUNNING, SearchError
 
 
 @dataclass
@@ -66,17 +65,11 @@ class SearchRecord:
             raw["trials"] = [TrialSummary(**t) for t in raw.get("trials", [])]
             return cls(**raw)
         except (OSError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: not a readable search record ({exc})") from None
+            raise SearchError(f"{path}: not a readable search record ({exc})") from None
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, default=str)

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tuner.config.space import SearchSpec
+from tuner.config.space import SearchSpace
 from tuner.contract import INFEASIBLE_FLAG, METRIC, MODE
 
 MAX_ASKS_PER_SUGGESTION = 64
@@ -50,9 +50,9 @@ def trial_label(number: int) -> str:
 
 
 class SearchSpaceSearcher(OptunaSearch):
-    """TPE over a `SearchSpec`, with early-stopped trials PRUNED and repeated configurations skipped."""
+    """TPE over a `SearchSpace`, with early-stopped trials PRUNED and repeated configurations skipped."""
 
-    def __init__(self, spec: SearchSpec, on_repeat: RepeatListener | None = None) -> None:
+    def __init__(self, spec: SearchSpace, on_repeat: RepeatListener | None = None) -> None:
         super().__init__(
             space=spec.sample, metric=METRIC, mode=MODE,
             points_to_evaluate=[dict(p) for p in spec.search.points_to_evaluate] or None,

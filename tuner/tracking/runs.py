@@ -19,7 +19,6 @@ from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INTERRUPTED, STOPPED_E
 
 PARENT_TAG = "mlflow.parentRunId"
 STATUS_TAG = "status"
-INFEASIBLE_TAG = "infeasible_reason"
 # MLflow's run states for our statuses; a stopped-early trial finished as its scheduler intended.
 RUN_STATES = {COMPLETED: "FINISHED", STOPPED_EARLY: "FINISHED", INFEASIBLE: "FINISHED", FAILED: "FAILED",
               INTERRUPTED: "KILLED"}

@@ -20,6 +20,7 @@ from data.snu import VarNetSample
 from data.transforms import crop_or_pad
 from models import build_model, count_parameters
 from tuner.config.trial import TrainConfig, TrialConfig
+from tuner.contract import METRIC
 from tuner.train import devices
 from tuner.train.loss import LeaderboardLoss
 from tuner.train.memory import MIB, MemoryMeter
@@ -43,7 +44,7 @@ class EpochResult:
         out = {
             "epoch": self.epoch,
             "train_loss": self.train_loss,
-            "val_ssim": self.val.overall,
+            METRIC: self.val.overall,
             "lr": self.lr,
             "epoch_seconds": self.train_seconds + self.val_seconds,
             "val_seconds": self.val_seconds,
@@ -68,7 +69,7 @@ class Trainer:
         self.device = devices.resolve_device(device)
         self.total_epochs = total_epochs
         torch.manual_seed(self.train_config.seed)
-        self.model = build_model(dict(config.model)).to(self.device)
+        self.model = build_model(config.model).to(self.device)
         self.num_parameters = count_parameters(self.model)
         self.optimizer = _make_optimizer(self.model, self.train_config)
         self.scheduler = _make_scheduler(self.optimizer, self.train_config, total_epochs)

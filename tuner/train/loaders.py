@@ -41,6 +41,7 @@ class TrialData:
                  mask_bank: str | Path | None = None, device: torch.device = torch.device("cpu"),
                  cpus: int | None = None) -> None:
         self.config = config
+        self.device = device
         self.augment = augment or AugmentConfig()
         train = open_split(root, "train")
         val = open_split(root, "val")

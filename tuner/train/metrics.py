@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.category import Category
+
 ROI_THRESHOLDS = {"brain": 5e-5, "knee": 2e-5}
 SSIM_WINDOW = 7
 SSIM_K1, SSIM_K2 = 0.01, 0.03
@@ -91,14 +93,6 @@ def leaderboard_ssim_batch(recon: torch.Tensor, target: torch.Tensor, max_values
     return ssim_map(recon * roi, target * roi, max_values.to(target)).mean(dim=(-2, -1))
 
 
-def category_parts(category: str) -> tuple[str, int]:
-    """("brain", 4) from "brain_x4"."""
-    organ, _, acc = category.partition("_x")
-    if organ not in ROI_THRESHOLDS or not acc.isdigit():
-        raise ValueError(f"category: expected <organ>_x<acceleration> like brain_x4, got {category!r}")
-    return organ, int(acc)
-
-
 @dataclass
 class SSIMSummary:
     """Mean SSIM per category ("brain_x4", ...), per acceleration (4, 8) and the leaderboard score."""
@@ -116,7 +110,7 @@ class SSIMAccumulator:
         self._values: dict[str, list[float]] = defaultdict(list)
 
     def add(self, category: str, value: float) -> None:
-        category_parts(category)
+        Category.parse(category)  # a ValueError now rather than in summary()
         self._values[category].append(float(value))
 
     def summary(self) -> SSIMSummary:
@@ -124,7 +118,7 @@ class SSIMAccumulator:
             raise ValueError("no slices were scored")
         by_acc: dict[int, list[float]] = defaultdict(list)
         for category, values in self._values.items():
-            by_acc[category_parts(category)[1]].extend(values)
+            by_acc[Category.parse(category).acceleration].extend(values)
         per_acc = {acc: float(np.mean(v)) for acc, v in sorted(by_acc.items())}
         return SSIMSummary(
             per_category={c: float(np.mean(v)) for c, v in sorted(self._values.items())},

@@ -10,7 +10,6 @@ optimiser moments and activations.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import time
 from contextlib import nullcontext
@@ -116,14 +115,13 @@ def fit_to_budget(config: TrialConfig, total_epochs: int, batch: VarNetSample, b
     try:
         return trainer, measure_training_step(trainer, batch, budget_bytes)
     except OutOfBudget:
-        if not auto_checkpointing or config.model.get("checkpointing", True):
+        if not auto_checkpointing or config.model.checkpointing:
             raise
     device = trainer.device
     del trainer  # before the second model exists, or the re-measurement would pay for both
     gc.collect()
     devices.release_cached_memory(device)
-    checkpointed = Trainer(dataclasses.replace(config, model={**config.model, "checkpointing": True}),
-                           total_epochs, device)
+    checkpointed = Trainer(config.with_checkpointing(True), total_epochs, device)
     return checkpointed, measure_training_step(checkpointed, batch, budget_bytes)
 
 

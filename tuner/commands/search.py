@@ -1,0 +1,86 @@
+"""`python -m tuner search`: check everything a search needs, then hand it to the Ray driver.
+
+Preflight, in order and before Ray or MLflow write anything: the space YAML (or, with `--resume`, the
+settings the search started with), the tracking URI, the data (the demo set is generated once and
+cached), its shapes against the largest batch size, and the mask bank. A problem with any of them is
+one `error:` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from data import DataFormatError
+from data.augment import MaskBank
+from data.layout import open_split
+from tuner.commands.demo_data import demo_spec, ensure_demo_data
+from tuner.config.space import SearchSpace, load_space
+from tuner.contract import INTERRUPTED, SearchError, SpecError
+from tuner.search.record import SearchRecord
+from tuner.train.loaders import require_one_shape
+
+
+def main(args: argparse.Namespace) -> int:
+    """Exit code 0 when the search found a best trial, 1 when none scored, 130 when it was interrupted."""
+    storage = args.storage.resolve()
+    if args.resume:
+        spec, data_root, tracking_uri = resumed_settings(args, storage)
+    else:
+        if args.space is None:
+            raise SearchError("search: name a search-space YAML, e.g. search_spaces/fivarnet.yaml")
+        from tuner.tracking.runs import resolve_tracking_uri
+
+        spec = load_space(args.space).replace(
+            num_samples=args.num_samples, seed=args.seed, max_epochs=args.max_epochs, data_root=args.data)
+        tracking_uri = resolve_tracking_uri(args.tracking_uri)
+        data_root = spec.data_root if spec.data_root is not None else _demo_root(spec, args.space)
+    check_data(spec, data_root)
+    # Ray is imported only once the space, the store and the data are known to be good.
+    from tuner.search.driver import SearchOptions, run_search
+
+    name = args.name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    options = SearchOptions(name=name, storage=storage, data_root=data_root.resolve(), tracking_uri=tracking_uri,
+                            address=args.address or os.environ.get("RAY_ADDRESS"), resume=args.resume)
+    record = run_search(spec, options)
+    if record.status == INTERRUPTED:
+        return 130
+    return 0 if record.best is not None else 1
+
+
+def resumed_settings(args: argparse.Namespace, storage: Path) -> tuple[SearchSpace, Path, str]:
+    """The space, data and store a search was started with; a resumed search keeps all of them."""
+    if not args.name:
+        raise SearchError("--resume: name the search to continue with --name")
+    given = {"SPACE": args.space, "--data": args.data, "--num-samples": args.num_samples,
+             "--max-epochs": args.max_epochs, "--seed": args.seed, "--tracking-uri": args.tracking_uri}
+    for flag, value in given.items():
+        if value is not None:
+            raise SearchError(f"{flag}: a resumed search keeps the settings it started with; leave it out")
+    record_path = storage / args.name / "search.json"
+    if not record_path.exists():
+        raise SearchError(f"{record_path.parent}: no search to resume there")
+    record = SearchRecord.load(record_path)
+    return load_space(record.space), Path(record.data_root), record.tracking_uri
+
+
+def check_data(spec: SearchSpace, root: Path) -> None:
+    """Open both splits once, check the training shapes against the largest batch size and the mask bank."""
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: no such data directory")
+    train, val = open_split(root, "train"), open_split(root, "val")
+    require_one_shape(train.files, spec.largest_value("train.batch_size", 1))
+    if spec.mask_bank is not None:
+        MaskBank.load(spec.mask_bank)
+    print(f"data: {root} ({len(train)} training slices, {len(val)} validation slices)")
+
+
+def _demo_root(spec: SearchSpace, space: Path) -> Path:
+    try:
+        root, seconds = ensure_demo_data(demo_spec(spec.demo))
+    except ValueError as exc:
+        raise SpecError(f"{space}: {exc}") from None
+    print(f"demo data ({'cached' if seconds is None else f'generated in {seconds:.1f} s'}): {root}")
+    return root
