@@ -21,6 +21,11 @@ INFEASIBLE_TAG = "infeasible_reason"
 # Set (to 1) in the one report of a trial that did not fit its memory budget.
 INFEASIBLE_FLAG = "infeasible"
 
+# A search's folder holds its record and a copy of its space; trials and finalize log their config as CONFIG_FILE.
+RECORD_FILE = "search.json"
+SPACE_FILE = "space.yaml"
+CONFIG_FILE = "config.yaml"
+FINAL_RECORD_FILE = "final.json"
 # A trial's checkpoint inside its Ray Tune checkpoint folder; finalize's full state and best weights.
 STATE_FILE = "state.pt"
 LAST_FILE = "last.pt"

@@ -20,7 +20,16 @@ import yaml
 
 from tuner.config.space import load_space
 from tuner.config.trial import TrialConfig
-from tuner.contract import BEST_FILE, FINAL_DIR, LAST_FILE, FinalizeError, SpecError
+from tuner.contract import (
+    BEST_FILE,
+    CONFIG_FILE,
+    FINAL_DIR,
+    FINAL_RECORD_FILE,
+    LAST_FILE,
+    RECORD_FILE,
+    FinalizeError,
+    SpecError,
+)
 from tuner.search.record import SearchRecord, write_json
 from tuner.tracking.models import register_model
 from tuner.tracking.runs import Run, child_runs, ui_command
@@ -63,19 +72,19 @@ def find_search(storage: Path, name: str | None) -> Path:
     """The named search's directory, or the most recently started finished search under `storage`."""
     if name is not None:
         path = storage / name
-        if not (path / "search.json").exists():
+        if not (path / RECORD_FILE).exists():
             raise FinalizeError(f"{path}: no search record (search.json) there")
         return path
-    finished = [p.parent for p in storage.glob("*/search.json") if SearchRecord.load(p).best is not None]
+    finished = [p.parent for p in storage.glob(f"*/{RECORD_FILE}") if SearchRecord.load(p).best is not None]
     if not finished:
         raise FinalizeError(f"{storage}: no finished search with a best trial; run `python -m tuner search` first")
-    return max(finished, key=lambda p: SearchRecord.load(p / "search.json").started)
+    return max(finished, key=lambda p: SearchRecord.load(p / RECORD_FILE).started)
 
 
 def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
     """Train the best trial's configuration for the final epoch count and register it."""
     search_dir = find_search(options.storage, options.search)
-    record = SearchRecord.load(search_dir / "search.json")
+    record = SearchRecord.load(search_dir / RECORD_FILE)
     best = record.best_trial()
     if best is None:
         raise FinalizeError(f"{search_dir}: the search has no best trial (status {record.status})")
@@ -98,7 +107,7 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
                              devices.resolve_device())
             if checkpoint is None:
                 session.begin(data, requested, resources.auto_checkpointing, params={"epochs": epochs})
-                (final_dir / "config.yaml").write_text(yaml.safe_dump(session.config.as_dict(), sort_keys=False))
+                (final_dir / CONFIG_FILE).write_text(yaml.safe_dump(session.config.as_dict(), sort_keys=False))
             else:
                 session.restore(data, checkpoint)
             name = options.registered_name or f"varnet-tuner-{record.space_name}"
@@ -111,7 +120,7 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
             final_dir.rmdir()  # created empty above and nothing trained yet: leave nothing half-made behind
         raise FinalizeError(f"{best.name} of {record.name}: {exc}") from None
     result = FinalResult(final_dir, run.run_id, session.best_epoch, session.best_val_ssim, name, version)
-    write_json(final_dir / "final.json", {**result.__dict__, "directory": str(final_dir), "search": record.name,
+    write_json(final_dir / FINAL_RECORD_FILE, {**result.__dict__, "directory": str(final_dir), "search": record.name,
                                           "promoted_trial": best.name, "epochs": epochs})
     print(f"\nbest val SSIM {result.best_val_ssim:.4f} at epoch {result.best_epoch}\nweights: {final_dir / BEST_FILE}"
           f"\nregistered model: {name} version {version} (models:/{name}/{version})"

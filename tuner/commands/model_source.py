@@ -23,7 +23,7 @@ import yaml
 from data.errors import UserError
 from models import build_model, count_parameters
 from tuner.config.trial import ConfigError, TrialConfig
-from tuner.contract import BEST_FILE, FINAL_DIR, STATE_FILE
+from tuner.contract import BEST_FILE, CONFIG_FILE, FINAL_DIR, STATE_FILE
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 
@@ -115,7 +115,7 @@ def _load_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
     config = None
     if fetched.run_id is not None:
         # The configuration finalize logged beside the model; a run without one gives a model without it.
-        text = download_text(tracking_uri, fetched.run_id, "config.yaml")
+        text = download_text(tracking_uri, fetched.run_id, CONFIG_FILE)
         if text is not None:
             config = _config(yaml.safe_load(text), f"{uri}: config.yaml of run {fetched.run_id}")
     return LoadedModel(fetched.model.eval(), config, f"{uri} in {tracking_uri}")

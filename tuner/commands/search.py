@@ -18,7 +18,7 @@ from data.augment import MaskBank
 from data.layout import open_split
 from tuner.commands.demo_data import demo_spec, ensure_demo_data
 from tuner.config.space import SearchSpace, load_space
-from tuner.contract import INTERRUPTED, SearchError, SpecError
+from tuner.contract import INTERRUPTED, RECORD_FILE, SearchError, SpecError
 from tuner.search.record import SearchRecord
 from tuner.train.loaders import require_one_shape
 
@@ -59,7 +59,7 @@ def resumed_settings(args: argparse.Namespace, storage: Path) -> tuple[SearchSpa
     for flag, value in given.items():
         if value is not None:
             raise SearchError(f"{flag}: a resumed search keeps the settings it started with; leave it out")
-    record_path = storage / args.name / "search.json"
+    record_path = storage / args.name / RECORD_FILE
     if not record_path.exists():
         raise SearchError(f"{record_path.parent}: no search to resume there")
     record = SearchRecord.load(record_path)

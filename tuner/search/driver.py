@@ -30,7 +30,9 @@ from tuner.contract import (
     INTERRUPTED,
     METRIC,
     MODE,
+    RECORD_FILE,
     SCORED,
+    SPACE_FILE,
     SearchError,
 )
 from tuner.search.events import RepeatLog, TrialEvents, trial_dirname, trial_name
@@ -55,7 +57,7 @@ class SearchOptions:
 def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdout) -> SearchRecord:
     """Run (or resume) the search and return its final record."""
     search_dir = options.storage / options.name
-    record_path = search_dir / "search.json"
+    record_path = search_dir / RECORD_FILE
     if options.resume:
         if not tune.Tuner.can_restore(str(search_dir)) or not record_path.exists():
             raise SearchError(f"{search_dir}: no interrupted search to resume there")
@@ -65,14 +67,14 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
         if search_dir.exists():
             raise SearchError(f"{search_dir} already exists: choose another --name, or pass --resume to continue it")
         search_dir.mkdir(parents=True)
-        shutil.copyfile(spec.source, search_dir / "space.yaml")
+        shutil.copyfile(spec.source, search_dir / SPACE_FILE)
         experiment_id = ensure_experiment(options.tracking_uri, spec.name)
         parent = Run.start(options.tracking_uri, experiment_id, name=options.name,
                            tags={"kind": "search", "search": options.name, "model": spec.model_name})
         parent.log_params(_search_params(spec, options))
-        parent.log_artifact(search_dir / "space.yaml")
+        parent.log_artifact(search_dir / SPACE_FILE)
         record = SearchRecord(
-            name=options.name, space=str(search_dir / "space.yaml"), space_name=spec.name, model=spec.model_name,
+            name=options.name, space=str(search_dir / SPACE_FILE), space_name=spec.name, model=spec.model_name,
             data_root=str(options.data_root), tracking_uri=options.tracking_uri, experiment_id=experiment_id,
             parent_run_id=parent.run_id, max_epochs=spec.asha.max_epochs, finalize_epochs=spec.finalize_epochs,
             expected_trials=spec.count_configurations(spec.search.num_samples), started=time.time(),
@@ -226,7 +228,7 @@ def _log_summary(parent: Run, record: SearchRecord) -> None:
         parent.set_tags({"best_trial": best.name})
     if metrics:
         parent.log_metrics(metrics, step=0)
-    parent.log_text(json.dumps(record.to_dict(), indent=2, default=str), "search.json")
+    parent.log_text(json.dumps(record.to_dict(), indent=2, default=str), RECORD_FILE)
 
 
 def _print_summary(record: SearchRecord, out: TextIO) -> None:

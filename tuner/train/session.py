@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import yaml
 
 from tuner.config.trial import TrialConfig
-from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INFEASIBLE_TAG, INTERRUPTED, STOPPED_EARLY
+from tuner.contract import COMPLETED, CONFIG_FILE, FAILED, INFEASIBLE, INFEASIBLE_TAG, INTERRUPTED, STOPPED_EARLY
 from tuner.train import devices
 from tuner.train.checkpoint import TrainingCheckpoint
 from tuner.train.engine import EpochResult, Trainer
@@ -102,7 +102,7 @@ class TrainingSession:
         self.run.log_metrics({"step_peak_memory_mb": step.peak_mb, "step_seconds": step.seconds}, step=0)
         self.run.set_tags({"step_shape": "x".join(map(str, step.shape)),
                            "checkpointing": checkpointing_note(requested, trainer.config)})
-        self.run.log_text(yaml.safe_dump(trainer.config.as_dict(), sort_keys=False), "config.yaml")
+        self.run.log_text(yaml.safe_dump(trainer.config.as_dict(), sort_keys=False), CONFIG_FILE)
         self._use(trainer, data)
 
     def restore(self, data: TrialData, checkpoint: TrainingCheckpoint) -> None:
