@@ -290,7 +290,7 @@ def _peak(step: Any) -> str:
 def _through_a_file(state: dict[str, Any], path: Path) -> dict[str, Any]:
     """Save a state and load it back onto the CPU, as a resumed trial does."""
     torch.save(state, path)
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _same_rng(now: dict[str, Any], saved: dict[str, Any]) -> bool:

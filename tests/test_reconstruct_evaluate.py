@@ -52,7 +52,7 @@ def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Traine
     uri = f"sqlite:///{work / 'mlflow.db'}"
     run = Run.start(uri, ensure_experiment(uri, "tiny"), name="final")
     run.log_text(yaml.safe_dump(config.as_dict()), "config.yaml")
-    assert register_model(uri, run.run_id, trainer.model, REGISTERED) == "1"
+    assert register_model(uri, run.run_id, trainer.model.state_dict(), config, REGISTERED) == "1"
     run.finish("completed")
     return Trained(trainer, val, work / "runs", final / "best.pt", uri, run.run_id)
 

@@ -2,7 +2,6 @@
 
 import io
 
-import mlflow
 import pytest
 import torch
 import yaml
@@ -14,6 +13,7 @@ from tuner.commands.finalize import FinalizeOptions, finalize
 from tuner.config.space import load_space
 from tuner.contract import FinalizeError, SearchError
 from tuner.search.driver import SearchOptions, run_search
+from tuner.tracking.models import fetch_model
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,9 @@ def test_finalize_trains_the_best_config_and_registers_it(search, tiny_data):
 
     version = client.get_model_version(result.registered_name, result.registered_version)
     assert version.run_id == result.run_id
-    mlflow.set_tracking_uri(options.tracking_uri)
-    model = mlflow.pytorch.load_model(f"models:/{result.registered_name}/{result.registered_version}")
+    fetched = fetch_model(options.tracking_uri, f"models:/{result.registered_name}/{result.registered_version}")
+    model = fetched.model
+    assert fetched.config.as_dict() == yaml.safe_load((result.directory / "config.yaml").read_text())
     sample = SNUSliceDataset(tiny_data, "val")[0]
     with torch.no_grad():
         image = model((sample.kspace * sample.mask)[None], sample.mask[None])

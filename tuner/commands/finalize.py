@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import torch
 import yaml
 
 from tuner.config.space import load_space
@@ -34,7 +33,7 @@ from tuner.search.record import SearchRecord, write_json
 from tuner.tracking.models import register_model
 from tuner.tracking.runs import Run, child_runs, ui_command
 from tuner.train import devices
-from tuner.train.checkpoint import TrainingCheckpoint, save_atomically
+from tuner.train.checkpoint import TrainingCheckpoint, read_torch_file, save_atomically
 from tuner.train.loaders import TrialData
 from tuner.train.memory import GIB
 from tuner.train.probe import OutOfBudget
@@ -112,7 +111,8 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
                 session.restore(data, checkpoint)
             name = options.registered_name or f"varnet-tuner-{record.space_name}"
             _train(session, final_dir, f"{best.name} of {record.name}", out)
-            version = register_model(record.tracking_uri, run.run_id, _best_model(session, final_dir), name)
+            best_weights = read_torch_file(final_dir / BEST_FILE, "weights file")["model"]
+            version = register_model(record.tracking_uri, run.run_id, best_weights, session.config, name)
             run.log_metrics({"best_val_ssim": session.best_val_ssim, "best_epoch": session.best_epoch}, step=epochs)
             run.set_tags({"registered_model": f"{name}/{version}"})
     except OutOfBudget as exc:
@@ -147,14 +147,6 @@ def _train(session: TrainingSession, final_dir: Path, what: str, out: TextIO) ->
               f"{result.val.overall:.4f}  (best {session.best_val_ssim:.4f} @ {session.best_epoch})  "
               f"{result.train_seconds + result.val_seconds:.1f} s  ~{remaining / 60:.1f} min left",
               file=out, flush=True)
-
-
-def _best_model(session: TrainingSession, final_dir: Path) -> torch.nn.Module:
-    """The trained model holding the best epoch's weights."""
-    model = session.trainer.model
-    model.load_state_dict(torch.load(final_dir / BEST_FILE, map_location=session.trainer.device,
-                                     weights_only=False)["model"])
-    return model
 
 
 def _prepare_directory(final_dir: Path, resume: bool) -> TrainingCheckpoint | None:

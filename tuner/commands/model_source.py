@@ -3,7 +3,7 @@
 `--model` is resolved in this order (the first that applies wins):
 
 1. `models:/NAME/VERSION` (or `models:/NAME@ALIAS`) and `runs:/RUN_ID/model`: an MLflow PyTorch model
-   in the tracking store; its configuration is the `config.yaml` artifact of the run that logged it.
+   in the tracking store, stored as weights plus the configuration they were trained with.
 2. an existing file: a checkpoint holding "model" (a state dict) and "config" (`TrialConfig.as_dict()`):
    finalize's `best.pt` or `last.pt`, or a trial's `state.pt`.
 3. an existing directory: its `best.pt` (a finalize folder), else `final/best.pt` (a search folder),
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from data.errors import UserError
 from models import build_model, count_parameters
 from tuner.config.trial import ConfigError, TrialConfig
-from tuner.contract import BEST_FILE, CONFIG_FILE, FINAL_DIR, STATE_FILE
+from tuner.contract import BEST_FILE, FINAL_DIR, STATE_FILE
+from tuner.train.checkpoint import read_torch_file
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 
@@ -83,11 +83,7 @@ def load_model(source: str, storage: Path, tracking_uri: str | None = None) -> L
 
 def load_checkpoint(path: Path) -> LoadedModel:
     """Build the checkpoint's configured model and load its weights strictly."""
-    try:
-        # Our own checkpoints carry NumPy RNG state and plain dicts, which weights_only refuses.
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch.load raises anything from pickle, zip and OS errors
-        raise ModelLoadError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from None
+    state = read_torch_file(path, "checkpoint")
     if not isinstance(state, dict) or not {"model", "config"} <= set(state):
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise ModelLoadError(f"{path}: expected a checkpoint with keys 'model' and 'config', found {found}")
@@ -105,20 +101,14 @@ def load_checkpoint(path: Path) -> LoadedModel:
 def _load_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
     from mlflow.exceptions import MlflowException
 
-    from tuner.tracking.models import download_text, fetch_model
+    from tuner.tracking.models import fetch_model
 
     try:
         fetched = fetch_model(tracking_uri, uri)
-    except (MlflowException, OSError, ValueError) as exc:
+    except (MlflowException, OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"--model {uri}: cannot load it from the MLflow store {tracking_uri}: "
                              f"{_first_line(exc)}") from None
-    config = None
-    if fetched.run_id is not None:
-        # The configuration finalize logged beside the model; a run without one gives a model without it.
-        text = download_text(tracking_uri, fetched.run_id, CONFIG_FILE)
-        if text is not None:
-            config = _config(yaml.safe_load(text), f"{uri}: config.yaml of run {fetched.run_id}")
-    return LoadedModel(fetched.model.eval(), config, f"{uri} in {tracking_uri}")
+    return LoadedModel(fetched.model, fetched.config, f"{uri} in {tracking_uri}")
 
 
 def _first_line(exc: Exception) -> str:

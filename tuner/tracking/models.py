@@ -1,51 +1,61 @@
 """Trained models in MLflow: log one to a run and register it, and fetch one back by its URI.
 
+A registered model is stored as the run's `model/` artifact folder holding `weights.pt` (a state dict:
+tensors only) and `config.yaml` (the `TrialConfig` it was trained with). Fetching rebuilds the network
+from the configuration (`models.build_model`) and loads the weights with `weights_only=True`, so a
+model in the store, tampered with or not, can never run code on the machine that loads it.
+
 Like every MLflow call in the project these go through an explicit `MlflowClient` for one tracking
-URI; nothing reads or changes MLflow's process-wide tracking URI or active run, so a trial, finalize
-and a test in one process can each talk to their own store.
+URI; nothing reads or changes MLflow's process-wide tracking URI or active run.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow.pytorch
-import numpy as np
 import torch
+import yaml
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-import models
+from models import build_model
+from tuner.config.trial import TrialConfig
+from tuner.contract import CONFIG_FILE
+from tuner.train.checkpoint import CheckpointError, read_torch_file
 
+# MLflow draws progress bars on stderr while it downloads; the commands report their own progress.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 MODEL_ARTIFACT = "model"
+WEIGHTS_FILE = "weights.pt"
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))/?$")
 _RUN_URI = re.compile(r"runs:/(?P<run_id>[^/]+)/(?P<path>.+?)/?$")
 
 
 @dataclass(frozen=True)
 class FetchedModel:
-    """A model loaded onto the CPU from the tracking store, and the run that logged it (if known)."""
+    """A model rebuilt on the CPU from the tracking store, its configuration, and the run that logged it."""
 
     model: torch.nn.Module
+    config: TrialConfig
     run_id: str | None
 
 
-def register_model(tracking_uri: str, run_id: str, model: torch.nn.Module, name: str) -> str:
-    """Log `model` (with the `models` package's code) as the run's "model" artifact and register a new
-    version of `name` from it; returns the version number."""
+def register_model(tracking_uri: str, run_id: str, weights: dict[str, torch.Tensor], config: TrialConfig,
+                   name: str) -> str:
+    """Log `weights` and `config` as the run's "model" artifact and register a new version of `name`
+    from it; returns the version number."""
     client = MlflowClient(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / MODEL_ARTIFACT
-        mlflow.pytorch.save_model(
-            model.cpu().eval(), str(local), serialization_format="pickle",
-            code_paths=[str(Path(models.__file__).parent)],
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
-        )
-        client.log_artifacts(run_id, str(local), MODEL_ARTIFACT)
+        folder = Path(tmp) / MODEL_ARTIFACT
+        folder.mkdir()
+        torch.save({key: value.detach().cpu() for key, value in weights.items()}, folder / WEIGHTS_FILE)
+        (folder / CONFIG_FILE).write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
+        client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT)
     try:
         client.create_registered_model(name)
     except MlflowException as exc:
@@ -56,10 +66,11 @@ def register_model(tracking_uri: str, run_id: str, model: torch.nn.Module, name:
 
 
 def fetch_model(tracking_uri: str, uri: str) -> FetchedModel:
-    """Load the PyTorch model at `models:/NAME/VERSION`, `models:/NAME@ALIAS` or `runs:/RUN_ID/PATH`.
+    """Rebuild the model at `models:/NAME/VERSION`, `models:/NAME@ALIAS` or `runs:/RUN_ID/PATH`.
 
-    Raises ValueError for a URI of another shape and MlflowException / OSError when the store has no
-    such model.
+    Raises ValueError for a URI of another shape or a folder that is not a model this tool registered
+    (a model logged as a pickle by an older version is refused, not unpickled), and MlflowException /
+    OSError when the store has no such model.
     """
     client = MlflowClient(tracking_uri)
     registered, logged = _MODEL_URI.match(uri), _RUN_URI.match(uri)
@@ -69,23 +80,20 @@ def fetch_model(tracking_uri: str, uri: str) -> FetchedModel:
             version = (client.get_model_version_by_alias(name, alias) if alias is not None
                        else client.get_model_version(name, registered["version"]))
             run_id = version.run_id or None
-            local = download_artifacts(artifact_uri=version.source, dst_path=tmp, tracking_uri=tracking_uri)
+            local = Path(download_artifacts(artifact_uri=version.source, dst_path=tmp, tracking_uri=tracking_uri))
         elif logged is not None:
             run_id = logged["run_id"]
-            local = client.download_artifacts(run_id, logged["path"], tmp)
+            local = Path(client.download_artifacts(run_id, logged["path"], tmp))
         else:
             raise ValueError(f"expected models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/PATH, got {uri!r}")
-        model = mlflow.pytorch.load_model(local, map_location="cpu")
-    if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"expected a PyTorch model at {uri}, got {type(model).__name__}")
-    return FetchedModel(model, run_id)
-
-
-def download_text(tracking_uri: str, run_id: str, artifact_file: str) -> str | None:
-    """A text artifact of a run, or None when the run has no such artifact."""
-    with tempfile.TemporaryDirectory() as tmp:
+        if not (local / WEIGHTS_FILE).is_file() or not (local / CONFIG_FILE).is_file():
+            raise ValueError(f"{uri} holds no {WEIGHTS_FILE} and {CONFIG_FILE} (a model registered by an older "
+                             f"version is a pickle, which is not loaded: register it again with `tuner finalize`)")
+        config = TrialConfig.from_dict(yaml.safe_load((local / CONFIG_FILE).read_text()))
         try:
-            local = MlflowClient(tracking_uri).download_artifacts(run_id, artifact_file, tmp)
-        except (MlflowException, OSError):
-            return None
-        return Path(local).read_text()
+            weights = read_torch_file(local / WEIGHTS_FILE, "weights file")
+        except CheckpointError as exc:
+            raise ValueError(f"{uri}: {exc}") from None
+    model = build_model(config.model)
+    model.load_state_dict(weights)
+    return FetchedModel(model.eval(), config, run_id)

@@ -13,14 +13,23 @@ go through `TrainingCheckpoint.save`, which never leaves a half-written file und
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from data.atomic import atomic_path
 from data.errors import UserError
+
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # NumPy 1
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+
+_NUMPY_RNG_GLOBALS = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 # Keys the session adds to the trainer's state.
 _SESSION_KEYS = ("mlflow_run_id", "total_epochs", "best_epoch", "best_val_ssim")
@@ -61,6 +70,9 @@ class TrainingCheckpoint:
         missing = {"model", "config", "epoch", "mlflow_run_id"} - set(state)
         if missing:
             raise CheckpointError(f"{where}: not a training checkpoint (missing {', '.join(sorted(missing))})")
+        for key in ("model", "config"):
+            if not isinstance(state[key], dict):
+                raise CheckpointError(f"{where}: '{key}' must be a mapping, found {type(state[key]).__name__}")
         trainer_state = {k: v for k, v in state.items() if k not in _SESSION_KEYS}
         return cls(trainer_state, str(state["mlflow_run_id"]), int(state.get("total_epochs", 0)),
                    int(state.get("best_epoch", 0)), float(state.get("best_val_ssim", -math.inf)))
@@ -71,14 +83,29 @@ class TrainingCheckpoint:
 
     @classmethod
     def load(cls, path: Path) -> TrainingCheckpoint:
-        try:
-            # Our checkpoints carry NumPy RNG state and plain dicts, which weights_only refuses.
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # torch.load raises anything from pickle, zip and OS errors
-            raise CheckpointError(f"{path}: not a readable training checkpoint ({exc})") from None
+        state = read_torch_file(path, "training checkpoint")
         if not isinstance(state, dict):
             raise CheckpointError(f"{path}: expected a training checkpoint (a dict), found {type(state).__name__}")
         return cls.from_dict(state, str(path))
+
+
+def read_torch_file(path: Path, what: str) -> Any:
+    """The contents of a torch file that holds only tensors and plain values; nothing in it can run code.
+
+    Checkpoints, weights and registered models are all such files. A file that needs any other Python
+    object to load (a pickled class, a function) is refused with a `CheckpointError`, as is one that is
+    not a readable torch file at all. NumPy's uint32 arrays are allowed: checkpoints written before the
+    RNG state became tensors hold NumPy's generator state as one.
+    """
+    try:
+        with torch.serialization.safe_globals(_NUMPY_RNG_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: refused to load: besides tensors and plain values it holds Python objects, "
+                              f"which could run code (not a {what} this tool wrote)") from None
+    except Exception as exc:  # torch.load raises anything from zip and OS errors
+        text = str(exc).strip().splitlines()
+        raise CheckpointError(f"{path}: not a readable {what} ({text[0] if text else type(exc).__name__})") from None
 
 
 def save_atomically(obj: Any, path: Path) -> None:

@@ -125,8 +125,13 @@ def supports_bf16(device: torch.device) -> bool:
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
-    """Every random state a training step can draw from: Python, NumPy, torch's CPU and `device`'s."""
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Every random state a training step can draw from: Python, NumPy, torch's CPU and `device`'s.
+
+    Only tensors and plain values, so that a checkpoint holding it loads with `weights_only=True`.
+    """
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {"python": random.getstate(),
+                             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached),
                              "torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(cuda_index(device))
@@ -137,7 +142,8 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     """Restore `rng_state`'s result. A state saved on another kind of device restores what both have:
     a checkpoint written on a card resumes on a CPU and the other way round."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and isinstance(state.get("cuda"), torch.Tensor):
         torch.cuda.set_rng_state(state["cuda"], cuda_index(device))

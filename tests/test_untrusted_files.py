@@ -1,0 +1,131 @@
+"""A file handed to the tool never runs code: a malicious pickle planted where a checkpoint, a trial folder, a
+finalize state or a registered model should be is refused with one `error:` line, and its payload never runs."""
+
+import pathlib
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from models import build_model
+from tuner.cli import main
+from tuner.config.trial import TrialConfig
+from tuner.contract import COMPLETED
+from tuner.search.record import SearchRecord, TrialSummary
+from tuner.tracking.models import WEIGHTS_FILE, register_model
+from tuner.tracking.runs import Run, ensure_experiment
+from tuner.train.checkpoint import CheckpointError, TrainingCheckpoint
+
+TINY = {"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2, "model.pools": 2, "model.sens_chans": 2,
+        "model.sens_pools": 2}
+
+
+class Payload:
+    """Unpickling this touches `marker`: the proof that loading ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+def _plant(path: Path, marker: Path) -> None:
+    """A file that looks like one of our checkpoints but carries a payload."""
+    config = TrialConfig.from_flat(TINY)
+    torch.save({"model": Payload(marker), "config": config.as_dict(), "epoch": 1, "mlflow_run_id": "x"}, path)
+
+
+def _refused(capsys: pytest.CaptureFixture, argv: list[str], marker: Path) -> str:
+    capsys.readouterr()  # what the test's own setup printed
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists(), "the planted payload ran"
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_the_payload_would_run_if_unpickled(tmp_path):
+    """The planted file is a real threat: torch's unsafe loading runs it. Everything below refuses it."""
+    _plant(tmp_path / "x.pt", tmp_path / "marker")
+    torch.load(tmp_path / "x.pt", weights_only=False)
+    assert (tmp_path / "marker").exists()
+
+
+def test_reconstruct_refuses_a_planted_checkpoint_and_trial_folder(tmp_path, tiny_data, capsys):
+    marker = tmp_path / "marker"
+    _plant(tmp_path / "best.pt", marker)
+    err = _refused(capsys, ["reconstruct", "--model", str(tmp_path / "best.pt"), "--data", str(tiny_data / "val"),
+                            "--out", str(tmp_path / "out")], marker)
+    assert "refused to load" in err and "best.pt" in err
+    trial = tmp_path / "checkpoint_000001"
+    trial.mkdir()
+    _plant(trial / "state.pt", marker)
+    err = _refused(capsys, ["reconstruct", "--model", str(trial), "--data", str(tiny_data / "val"),
+                            "--out", str(tmp_path / "out")], marker)
+    assert "state.pt" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_finalize_resume_refuses_a_planted_last_checkpoint(tmp_path, tiny_data, capsys):
+    marker = tmp_path / "marker"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = ensure_experiment(uri, "untrusted")
+    space = tmp_path / "space.yaml"
+    space.write_text("name: untrusted\nmodel: {name: varnet}\n")
+    record = SearchRecord(name="s", space=str(space), space_name="untrusted", model="varnet",
+                          data_root=str(tiny_data), tracking_uri=uri, experiment_id=experiment,
+                          parent_run_id=Run.start(uri, experiment, name="s").run_id, max_epochs=1,
+                          finalize_epochs=2, expected_trials=1, started=time.time(), status=COMPLETED, best="t0",
+                          trials=[TrialSummary("t0", "id0", COMPLETED, 1, 0.5, TINY)])
+    record.save(tmp_path / "runs" / "s" / "search.json")
+    (tmp_path / "runs" / "s" / "final").mkdir()
+    _plant(tmp_path / "runs" / "s" / "final" / "last.pt", marker)
+    err = _refused(capsys, ["finalize", "--storage", str(tmp_path / "runs"), "--search", "s", "--resume"], marker)
+    assert "last.pt: refused to load" in err
+
+
+def test_a_trials_planted_state_is_refused_by_the_loader_a_resumed_search_uses(tmp_path):
+    """`search --resume` restores each trial through `TrainingCheckpoint.load` inside its Ray worker."""
+    _plant(tmp_path / "state.pt", tmp_path / "marker")
+    with pytest.raises(CheckpointError, match="refused to load"):
+        TrainingCheckpoint.load(tmp_path / "state.pt")
+    assert not (tmp_path / "marker").exists()
+
+
+def test_a_registered_model_whose_weights_were_replaced_is_refused(tmp_path, tiny_data, capsys):
+    marker = tmp_path / "marker"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = Run.start(uri, ensure_experiment(uri, "untrusted"), name="final")
+    config = TrialConfig.from_flat(TINY)
+    assert register_model(uri, run.run_id, build_model(config.model).state_dict(), config, "m") == "1"
+    args = ["reconstruct", "--model", "models:/m/1", "--tracking-uri", uri, "--data", str(tiny_data / "val"),
+            "--out", str(tmp_path / "recon")]
+    assert main(args) == 0, "the untampered model loads and reconstructs"
+    capsys.readouterr()
+    source = MlflowClient(uri).get_model_version("m", "1").source
+    weights = Path(source.removeprefix("file://")) / WEIGHTS_FILE
+    torch.save({"weight": Payload(marker)}, weights)
+    err = _refused(capsys, [*args[:-1], str(tmp_path / "recon2")], marker)
+    assert "models:/m/1" in err and "refused to load" in err
+
+
+def test_a_checkpoint_written_before_the_rng_became_tensors_still_loads(tmp_path):
+    """Older checkpoints hold NumPy's generator state as a uint32 array: allowed, and restored exactly."""
+    import numpy as np
+
+    from tuner.train import devices
+
+    np.random.seed(7)
+    state = devices.rng_state(torch.device("cpu"))
+    state["numpy"] = np.random.get_state()
+    expected = np.random.random(3)
+    config = TrialConfig.from_flat(TINY)
+    torch.save({"model": build_model(config.model).state_dict(), "config": config.as_dict(), "epoch": 1,
+                "mlflow_run_id": "r", "rng": state}, tmp_path / "old.pt")
+    loaded = TrainingCheckpoint.load(tmp_path / "old.pt")
+    np.random.seed(0)
+    devices.set_rng_state(loaded.trainer_state["rng"], torch.device("cpu"))
+    assert np.array_equal(np.random.random(3), expected)
