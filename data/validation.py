@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 
 def require(ok: bool, key: str, expected: str, value: object) -> None:
@@ -64,6 +66,13 @@ def sequence(key: str, value: object, length: int | None = None) -> tuple:
     ok = isinstance(value, (list, tuple)) and (length is None or len(value) == length)
     require(ok, key, f"a list of {length} items" if length is not None else "a list", value)
     return tuple(value)  # type: ignore[arg-type]
+
+
+def plain_name(key: str, value: object) -> str:
+    """A name that is safe as one folder name: letters, digits, '.', '_' and '-', not starting with '.' or '-'."""
+    ok = isinstance(value, str) and _PLAIN_NAME.fullmatch(value) is not None
+    require(ok, key, "a plain name (letters, digits, '.', '_', '-'; no path separators)", value)
+    return str(value)
 
 
 def mapping(key: str, value: object) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 the configuration actually trained is what both log (real tiny data, a real sqlite MLflow store)."""
 
 import io
-import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,10 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.search_records import one_trial_search
 from tuner.commands.finalize import FinalizeOptions, finalize
 from tuner.config.trial import TrialConfig
 from tuner.contract import COMPLETED, INFEASIBLE, LAST_FILE, STOPPED_EARLY
-from tuner.search.record import SearchRecord, TrialSummary
 from tuner.tracking.runs import Run, ensure_experiment
 from tuner.train.checkpoint import CheckpointError, TrainingCheckpoint
 from tuner.train.loaders import TrialData
@@ -105,26 +104,12 @@ def test_a_configuration_that_cannot_fit_ends_its_run_infeasible(tiny_data, tmp_
     assert run.data.tags["status"] == INFEASIBLE and "does not fit" in run.data.tags["infeasible_reason"]
 
 
-def _one_trial_search(storage: Path, tiny_data: Path, uri: str, experiment: str, flat: dict) -> None:
-    """A finished search's record with one best trial, as the driver writes it."""
-    space = storage / "space.yaml"
-    space.write_text(yaml.safe_dump({"name": "session", "model": {"name": "varnet"},
-                                     "resources": {"vram_budget_gb": FITS_ONLY_CHECKPOINTED / 2**30}}))
-    parent = Run.start(uri, experiment, name="s")
-    record = SearchRecord(name="s", space=str(space), space_name="session", model="varnet", data_root=str(tiny_data),
-                          tracking_uri=uri, experiment_id=experiment, parent_run_id=parent.run_id, max_epochs=1,
-                          finalize_epochs=2, expected_trials=1, started=time.time(), status=COMPLETED, best="t0",
-                          trials=[TrialSummary("t0", "id0", COMPLETED, 1, 0.5, flat)])
-    record.save(storage / "s" / "search.json")
-
-
 def test_finalize_logs_what_it_trained_and_resumes_from_the_same_checkpoint_format(tiny_data, tmp_path):
     """Finalize trains through the same session: its config.yaml (folder and MLflow) says checkpointing on
     when the budget needed it, and its last.pt is a `TrainingCheckpoint` that --resume continues."""
     uri, experiment = _store(tmp_path)
     storage = tmp_path / "runs"
-    storage.mkdir()
-    _one_trial_search(storage, tiny_data, uri, experiment, DEEP)
+    one_trial_search(storage, tiny_data, DEEP, {"vram_budget_gb": FITS_ONLY_CHECKPOINTED / 2**30}, uri)
     result = finalize(FinalizeOptions(storage=storage, search="s", epochs=2), out=io.StringIO())
     final = result.directory
     assert yaml.safe_load((final / "config.yaml").read_text())["model"]["checkpointing"] is True

@@ -133,6 +133,12 @@ def test_not_yaml_and_missing_file(tmp_path):
         load_space(tmp_path / "absent.yaml")
 
 
+def test_a_key_written_twice_is_an_error_not_the_last_value(tmp_path):
+    """PyYAML alone would silently search the second `lr`."""
+    with pytest.raises(SpecError, match=r"duplicate key 'lr'.*line 4"):
+        load_space(_write(tmp_path, "model: {name: varnet}\ntrain:\n  lr: 0.001\n  lr: 0.01\n"))
+
+
 def test_cli_rejects_a_bad_space_before_ray_or_mlflow_start(tmp_path):
     bad = _write(tmp_path, GOOD.replace("optimizer: adam", "optimizer: sgd"))
     probe = ("import sys; from tuner.cli import main; rc = main(['search', sys.argv[1]]); "
@@ -144,3 +150,16 @@ def test_cli_rejects_a_bad_space_before_ray_or_mlflow_start(tmp_path):
     assert proc.stderr.startswith(f"error: {bad}: train.optimizer: expected one of")
     assert proc.stdout.strip() == "no ray"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"], "nothing may be written"
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/abs", "a/b", "", ".hidden", "with space"])
+def test_a_search_name_is_a_plain_folder_name(tmp_path, capsys, name):
+    """`--name ../x` or an absolute path would put the search outside --storage: refused, nothing written."""
+    from tuner.cli import main
+
+    space = _write(tmp_path, GOOD)
+    assert main(["search", str(space), "--name", name, "--storage", str(tmp_path / "runs")]) == 2
+    assert "--name: expected a plain name" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "x").exists()
+    assert main(["finalize", "--search", name, "--storage", str(tmp_path / "runs")]) == 2
+    assert "--search: expected a plain name" in capsys.readouterr().err

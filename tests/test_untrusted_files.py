@@ -2,7 +2,6 @@
 finalize state or a registered model should be is refused with one `error:` line, and its payload never runs."""
 
 import pathlib
-import time
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from models import build_model
+from tests.search_records import one_trial_search
 from tuner.cli import main
 from tuner.config.trial import TrialConfig
-from tuner.contract import COMPLETED
-from tuner.search.record import SearchRecord, TrialSummary
 from tuner.tracking.models import WEIGHTS_FILE, register_model
 from tuner.tracking.runs import Run, ensure_experiment
 from tuner.train.checkpoint import CheckpointError, TrainingCheckpoint
@@ -71,16 +69,7 @@ def test_reconstruct_refuses_a_planted_checkpoint_and_trial_folder(tmp_path, tin
 
 def test_finalize_resume_refuses_a_planted_last_checkpoint(tmp_path, tiny_data, capsys):
     marker = tmp_path / "marker"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment = ensure_experiment(uri, "untrusted")
-    space = tmp_path / "space.yaml"
-    space.write_text("name: untrusted\nmodel: {name: varnet}\n")
-    record = SearchRecord(name="s", space=str(space), space_name="untrusted", model="varnet",
-                          data_root=str(tiny_data), tracking_uri=uri, experiment_id=experiment,
-                          parent_run_id=Run.start(uri, experiment, name="s").run_id, max_epochs=1,
-                          finalize_epochs=2, expected_trials=1, started=time.time(), status=COMPLETED, best="t0",
-                          trials=[TrialSummary("t0", "id0", COMPLETED, 1, 0.5, TINY)])
-    record.save(tmp_path / "runs" / "s" / "search.json")
+    one_trial_search(tmp_path / "runs", tiny_data, TINY)
     (tmp_path / "runs" / "s" / "final").mkdir()
     _plant(tmp_path / "runs" / "s" / "final" / "last.pt", marker)
     err = _refused(capsys, ["finalize", "--storage", str(tmp_path / "runs"), "--search", "s", "--resume"], marker)

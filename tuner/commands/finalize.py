@@ -17,6 +17,7 @@ from typing import TextIO
 
 import yaml
 
+from data import validation as check
 from tuner.config.space import load_space
 from tuner.config.trial import TrialConfig
 from tuner.contract import (
@@ -70,6 +71,10 @@ def main(args: argparse.Namespace) -> int:
 def find_search(storage: Path, name: str | None) -> Path:
     """The named search's directory, or the most recently started finished search under `storage`."""
     if name is not None:
+        try:
+            check.plain_name("--search", name)
+        except ValueError as exc:
+            raise FinalizeError(str(exc)) from None
         path = storage / name
         if not (path / RECORD_FILE).exists():
             raise FinalizeError(f"{path}: no search record (search.json) there")

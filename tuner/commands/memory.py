@@ -25,6 +25,7 @@ from tuner.commands.demo_data import demo_spec, ensure_demo_data
 from tuner.config.domain import Param
 from tuner.config.space import SearchSpace, load_space
 from tuner.config.trial import CONFIG_SECTIONS, ConfigError, TrialConfig, count_parameters_of
+from tuner.config.yaml_file import read_yaml
 from tuner.contract import SpecError
 from tuner.train import devices
 from tuner.train.engine import Trainer
@@ -62,7 +63,7 @@ def corner_configs(spec: SearchSpace) -> list[NamedConfig]:
 def load_config_file(path: Path) -> NamedConfig:
     """A trial config YAML (`{model: {...}, train: {...}, augment: {...}}`), as trials and finalize write it."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read a config YAML ({exc})") from None
     if not isinstance(raw, Mapping) or not isinstance(raw.get("model"), Mapping):

@@ -102,7 +102,13 @@ def _load_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
     from mlflow.exceptions import MlflowException
 
     from tuner.tracking.models import fetch_model
+    from tuner.tracking.runs import sqlite_path
 
+    store = sqlite_path(tracking_uri)
+    if store is not None and not store.is_file():
+        # Opening a sqlite store creates it: a mistyped path would leave an empty mlflow.db behind.
+        raise ModelLoadError(f"--model {uri}: no MLflow store at {store} (give --tracking-uri or "
+                             f"$MLFLOW_TRACKING_URI)")
     try:
         fetched = fetch_model(tracking_uri, uri)
     except (MlflowException, OSError, ValueError, RuntimeError) as exc:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from data import DataFormatError
+from data import validation as check
 from data.augment import MaskBank
 from data.layout import open_split
 from tuner.commands.demo_data import demo_spec, ensure_demo_data
@@ -26,6 +27,11 @@ from tuner.train.loaders import require_one_shape
 def main(args: argparse.Namespace) -> int:
     """Exit code 0 when the search found a best trial, 1 when none scored, 130 when it was interrupted."""
     storage = args.storage.resolve()
+    if args.name is not None:
+        try:
+            check.plain_name("--name", args.name)
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
     if args.resume:
         spec, data_root, tracking_uri = resumed_settings(args, storage)
     else:

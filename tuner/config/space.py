@@ -24,6 +24,7 @@ import yaml
 from data import validation as check
 from tuner.config.domain import DOMAIN_KINDS, Param, parse_param
 from tuner.config.trial import ConfigError, TrialConfig
+from tuner.config.yaml_file import read_yaml
 from tuner.contract import SpecError
 
 TOP_LEVEL_KEYS = ("name", "description", "model", "train", "augment", "search", "asha", "finalize", "data", "demo",
@@ -143,7 +144,7 @@ def load_space(path: str | Path) -> SearchSpace:
     """Read and fully validate a search-space YAML file; raises SpecError naming the file and key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path)
     except FileNotFoundError:
         raise SpecError(f"{path}: no such search-space file") from None
     except yaml.YAMLError as exc:
@@ -195,9 +196,7 @@ def _parse(raw: Any, path: Path) -> SearchSpace:
     # Paths in the file are relative to the file.
     data_root, mask_bank = (None if data.get(key) is None else (path.parent / Path(str(data[key])).expanduser())
                             .resolve() for key in ("root", "mask_bank"))
-    name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
-        raise SpecError(f"name: expected a short name without spaces or slashes, got {name!r}")
+    name = check.plain_name("name", raw.get("name", path.stem))
     return SearchSpace(
         name=name, source=path.resolve(), fixed=fixed, params=params_t, search=search, asha=asha,
         finalize_epochs=check.integer("finalize.epochs", finalize.get("epochs", 50), 1), data_root=data_root,

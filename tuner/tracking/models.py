@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from models import build_model
 from tuner.config.trial import TrialConfig
+from tuner.config.yaml_file import read_yaml
 from tuner.contract import CONFIG_FILE
 from tuner.train.checkpoint import CheckpointError, read_torch_file
 
@@ -89,11 +90,11 @@ def fetch_model(tracking_uri: str, uri: str) -> FetchedModel:
         if not (local / WEIGHTS_FILE).is_file() or not (local / CONFIG_FILE).is_file():
             raise ValueError(f"{uri} holds no {WEIGHTS_FILE} and {CONFIG_FILE} (a model registered by an older "
                              f"version is a pickle, which is not loaded: register it again with `tuner finalize`)")
-        config = TrialConfig.from_dict(yaml.safe_load((local / CONFIG_FILE).read_text()))
         try:
+            config = TrialConfig.from_dict(read_yaml(local / CONFIG_FILE))
             weights = read_torch_file(local / WEIGHTS_FILE, "weights file")
-        except CheckpointError as exc:
-            raise ValueError(f"{uri}: {exc}") from None
+        except (yaml.YAMLError, CheckpointError) as exc:
+            raise ValueError(f"{uri}: {' '.join(str(exc).split())}") from None
     model = build_model(config.model)
     model.load_state_dict(weights)
     return FetchedModel(model.eval(), config, run_id)

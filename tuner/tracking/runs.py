@@ -29,8 +29,8 @@ def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
     """The absolute tracking URI: the argument, else $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
     cwd = (cwd or Path.cwd()).resolve()
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+    path = sqlite_path(uri)
+    if path is not None:
         return f"sqlite:///{path if path.is_absolute() else cwd / path}"
     if uri.startswith(("http://", "https://", "postgresql", "mysql", "mssql", "databricks")):
         return uri
@@ -38,6 +38,11 @@ def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
         f"--tracking-uri {uri!r}: expected sqlite:///path/to/mlflow.db or an http(s):// MLflow server "
         "(MLflow 3 has no file store)"
     )
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// tracking URI; None for a server."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
 UI_PORT = 5000
@@ -63,8 +68,8 @@ def ensure_experiment(uri: str, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
-    if uri.startswith("sqlite:///"):
-        artifact_location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    if sqlite_path(uri) is not None:
+        artifact_location = (sqlite_path(uri).parent / "mlartifacts").as_uri()
     experiment_id = client.create_experiment(name, artifact_location=artifact_location)
     # Without this tag the MLflow 3 UI opens the experiment on its GenAI overview instead of the runs.
     client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")

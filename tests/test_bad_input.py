@@ -1,0 +1,64 @@
+"""Bad input is one `error:` line, exit code 2, and nothing written: the cases that once showed a traceback or
+left something behind."""
+
+import os
+
+import pytest
+
+from tests.search_records import one_trial_search
+from tuner.cli import main
+
+TINY = {"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2, "model.pools": 2, "model.sens_chans": 2,
+        "model.sens_pools": 2}
+
+
+def _one_error_line(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_a_model_uri_with_no_store_names_it_and_creates_none(tmp_path, tiny_data, capsys, monkeypatch):
+    """The default store is ./mlflow.db: opening it would create an empty one."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    err = _one_error_line(capsys, ["reconstruct", "--model", "models:/nosuch/1", "--data", str(tiny_data / "val"),
+                                   "--out", str(tmp_path / "out")])
+    assert f"no MLflow store at {tmp_path / 'mlflow.db'}" in err
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_corrupt_search_record_is_one_line(tmp_path, capsys):
+    record = tmp_path / "runs" / "s" / "search.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"name": "s", "trials": [')
+    err = _one_error_line(capsys, ["finalize", "--storage", str(tmp_path / "runs")])
+    assert "search.json: not a readable search record" in err
+    assert sorted(p.name for p in record.parent.iterdir()) == ["search.json"]
+
+
+def test_a_truncated_finalize_state_is_one_line(tmp_path, tiny_data, capsys):
+    runs = tmp_path / "runs"
+    one_trial_search(runs, tiny_data, TINY)
+    final = runs / "s" / "final"
+    final.mkdir()
+    (final / "last.pt").write_bytes(b"PK\x03\x04 cut short")
+    err = _one_error_line(capsys, ["finalize", "--storage", str(runs), "--search", "s", "--resume"])
+    assert "last.pt: not a readable training checkpoint" in err
+
+
+def test_a_checkpoint_whose_model_is_not_a_mapping_is_one_line(tmp_path, tiny_data, capsys):
+    import torch
+
+    from tuner.config.trial import TrialConfig
+
+    runs = tmp_path / "runs"
+    one_trial_search(runs, tiny_data, TINY)
+    final = runs / "s" / "final"
+    final.mkdir()
+    torch.save({"model": [1, 2], "config": TrialConfig.from_flat(TINY).as_dict(), "epoch": 1,
+                "mlflow_run_id": "r"}, final / "last.pt")
+    err = _one_error_line(capsys, ["finalize", "--storage", str(runs), "--search", "s", "--resume"])
+    assert "'model' must be a mapping, found list" in err
