@@ -4,6 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from tuner.commands.search import keep_local_ray_on_loopback
+
+# Before any test module imports Ray: the Ray the tests start listens on loopback, as a search's does.
+keep_local_ray_on_loopback()
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SPACE = ROOT / "search_spaces" / "tiny.yaml"
 
@@ -21,7 +26,8 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_instance():
-    """A real local Ray (2 CPUs, no dashboard), started once: it costs seconds to start."""
+    """A real local Ray (2 CPUs, no dashboard, on loopback as a search starts it), started once: it costs
+    seconds to start."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,

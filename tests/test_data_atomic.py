@@ -21,7 +21,24 @@ def test_a_finished_write_replaces_the_destination_and_leaves_no_temporary(tmp_p
         assert json.loads(dest.read_text()) == {"old": True}  # a reader meanwhile sees the old file
     assert json.loads(dest.read_text()) == {"new": True}
     assert os.listdir(tmp_path) == ["record.json"]
-    assert stat.S_IMODE(dest.stat().st_mode) == 0o644  # readable like any written file, not mkstemp's 0o600
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    # The mode `open` gives under the user's umask, not mkstemp's private 0o600.
+    assert stat.S_IMODE(dest.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_the_users_umask_decides_the_mode(tmp_path):
+    previous = os.umask(0o077)
+    try:
+        with atomic_path(tmp_path / "private.json") as tmp:
+            tmp.write_text("{}")
+        os.umask(0o002)
+        with atomic_path(tmp_path / "shared.json") as tmp:
+            tmp.write_text("{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "shared.json").stat().st_mode) == 0o664
 
 
 def test_writers_that_take_a_file_name_can_write_the_temporary(tmp_path):

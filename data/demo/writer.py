@@ -12,6 +12,7 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
+from data.atomic import current_umask
 from data.category import ACCELERATIONS, ORGANS
 from data.demo.phantoms import brain_slices, knee_slices, smooth_noise
 from data.demo.spec import DemoSpec
@@ -201,7 +202,7 @@ def write_demo_dataset(out: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         _write_all(tmp, spec)
-        tmp.chmod(0o755)  # mkdtemp creates it private
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp creates it private; the user's umask decides
         try:
             os.replace(tmp, out)  # atomic; replaces an empty directory, fails on a non-empty one
         except OSError as exc:

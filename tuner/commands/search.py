@@ -44,16 +44,30 @@ def main(args: argparse.Namespace) -> int:
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         data_root = spec.data_root if spec.data_root is not None else _demo_root(spec, args.space)
     check_data(spec, data_root)
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        keep_local_ray_on_loopback()
     # Ray is imported only once the space, the store and the data are known to be good.
     from tuner.search.driver import SearchOptions, run_search
 
     name = args.name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     options = SearchOptions(name=name, storage=storage, data_root=data_root.resolve(), tracking_uri=tracking_uri,
-                            address=args.address or os.environ.get("RAY_ADDRESS"), resume=args.resume)
+                            address=address, resume=args.resume)
     record = run_search(spec, options)
     if record.status == INTERRUPTED:
         return 130
     return 0 if record.best is not None else 1
+
+
+def keep_local_ray_on_loopback() -> None:
+    """Make the Ray this process starts listen on 127.0.0.1 only (GCS, raylet, workers; the dashboard is off).
+
+    On Linux Ray advertises and serves on the machine's network address so that other nodes can join.
+    A local search has no other nodes; Ray's own switch for single-machine mode (the one it uses on
+    macOS and Windows) puts every listener on loopback. It is read when Ray is imported, so it is set
+    before that; a search with `--address` joins a real cluster and is left as Ray configures it.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def resumed_settings(args: argparse.Namespace, storage: Path) -> tuple[SearchSpace, Path, str]:

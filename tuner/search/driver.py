@@ -84,7 +84,7 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
     print(f"search {options.name}: results in {search_dir}", file=out)
     print(f"MLflow: {options.tracking_uri} (parent run {record.parent_run_id})", file=out)
 
-    started_ray = _connect_ray(options.address)
+    started_ray = connect_ray(options.address)
     status = FAILED
     try:
         tuner = _make_tuner(spec, options, record, out)
@@ -105,7 +105,7 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
     return record
 
 
-def _connect_ray(address: str | None) -> bool:
+def connect_ray(address: str | None) -> bool:
     """Join the given cluster, or start a local Ray; True when this process started it."""
     if ray.is_initialized():
         return False
