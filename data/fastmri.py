@@ -38,6 +38,7 @@ from .snu import (
     checked_mask,
     h5_dataset,
     open_h5,
+    require_finite,
     to_sample,
 )
 
@@ -262,8 +263,9 @@ class FastMRISliceDataset(Dataset):
         file_idx, slice_idx, choice, mask_seed = self._index[i]
         volume = self._volumes[file_idx]
         with h5py.File(volume.path, "r") as f:
-            kspace = f["kspace"][slice_idx]
-            target = f["reconstruction_rss"][slice_idx] if volume.has_target else np.zeros((0, 0), np.float32)
+            kspace = require_finite(f["kspace"][slice_idx], volume.path, f"kspace slice {slice_idx}")
+            target = (require_finite(f["reconstruction_rss"][slice_idx], volume.path, f"reconstruction_rss slice "
+                                     f"{slice_idx}") if volume.has_target else np.zeros((0, 0), np.float32))
         if volume.stored_mask is not None:
             mask = volume.stored_mask.copy()  # a transform may change it in place
         else:

@@ -64,6 +64,17 @@ class VarNetSample(NamedTuple):
     image_transform: torch.Tensor  # (IMAGE_TRANSFORM_SIZE,) float64 geometric augmentation; zeros: none
 
 
+def require_finite(values: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """`values` unchanged, or a DataFormatError naming the file when any is NaN or infinite.
+
+    A non-finite value makes every loss, SSIM and reconstruction that touches it NaN, which would
+    otherwise surface as a crashed trial or a NaN score far from its cause.
+    """
+    if not np.isfinite(values).all():
+        raise DataFormatError(f"{path}: {what} holds NaN or infinite values")
+    return values
+
+
 def to_sample(raw: RawSlice, fname: str, slice_idx: int) -> VarNetSample:
     """The tensor sample of a slice (k-space as complex64, mask as bool)."""
     mask = np.asarray(raw.mask, dtype=bool)
@@ -261,9 +272,9 @@ class SNUSliceDataset(Dataset):
         file_idx, slice_idx = self._index[i]
         info = self._infos[file_idx]
         with h5py.File(info.kspace_path, "r") as f:
-            kspace = f["kspace"][slice_idx]
+            kspace = require_finite(f["kspace"][slice_idx], info.kspace_path, f"kspace slice {slice_idx}")
         with h5py.File(info.image_path, "r") as f:
-            target = f["image_label"][slice_idx]
+            target = require_finite(f["image_label"][slice_idx], info.image_path, f"image_label slice {slice_idx}")
         # A copy: a transform may change the mask in place.
         raw = RawSlice(kspace, info.kspace.mask.copy(), target, info.max_value, info.category)
         if self.transform is not None:

@@ -2,11 +2,18 @@
 left something behind."""
 
 import os
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from data import DataFormatError, SNUSliceDataset
+from models import build_model
 from tests.search_records import one_trial_search
 from tuner.cli import main
+from tuner.config.trial import TrialConfig
 
 TINY = {"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2, "model.pools": 2, "model.sens_chans": 2,
         "model.sens_pools": 2}
@@ -62,3 +69,41 @@ def test_a_checkpoint_whose_model_is_not_a_mapping_is_one_line(tmp_path, tiny_da
                 "mlflow_run_id": "r"}, final / "last.pt")
     err = _one_error_line(capsys, ["finalize", "--storage", str(runs), "--search", "s", "--resume"])
     assert "'model' must be a mapping, found list" in err
+
+
+def _poison(path: Path, key: str) -> None:
+    """Make one value of `key` in an h5 file NaN, as a corrupt acquisition or a bad export would."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        values = f[key][()]
+        values.flat[0] = np.nan
+        f[key][...] = values
+
+
+def test_non_finite_values_are_a_data_error_naming_the_file(tmp_path, tiny_data, capsys):
+    """Reading a slice, reconstructing and scoring all refuse NaN instead of training, writing or scoring it."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    kspace = sorted((data / "val" / "kspace").glob("*.h5"))[0]
+    _poison(kspace, "kspace")
+    with pytest.raises(DataFormatError, match=rf"{kspace.name}: kspace slice 0 holds NaN or infinite values"):
+        SNUSliceDataset(data, "val")[0]
+
+    model = tmp_path / "best.pt"
+    config = TrialConfig.from_flat(TINY)
+    torch.save({"model": build_model(config.model).state_dict(), "config": config.as_dict()}, model)
+    out = tmp_path / "recon"
+    err = _one_error_line(capsys, ["reconstruct", "--model", str(model), "--data", str(data / "val"),
+                                   "--out", str(out)])
+    assert f"{kspace.name}: kspace slices 0..0 holds NaN or infinite values" in err
+    assert not (out / kspace.name).exists()
+
+    # Reconstruct a clean split, then spoil one reconstruction.
+    shutil.rmtree(out)
+    clean = tmp_path / "clean"
+    shutil.copytree(tiny_data / "val", clean)
+    assert main(["reconstruct", "--model", str(model), "--data", str(clean), "--out", str(out)]) == 0
+    _poison(out / kspace.name, "reconstruction")
+    err = _one_error_line(capsys, ["evaluate", "--recon", str(out), "--data", str(clean)])
+    assert f"{kspace.name}: reconstruction holds NaN or infinite values" in err

@@ -41,7 +41,10 @@ def test_a_trial_out_of_memory_is_infeasible_and_the_search_goes_on(tmp_path, ti
     assert infeasible.info.status == "FINISHED" and infeasible.data.tags["status"] == "infeasible"
     # The budget was enforced by a real allocation failure inside the training step.
     assert "does not fit the 102 MB budget" in infeasible.data.tags["infeasible_reason"]
-    assert re.search(r"\(an allocation of \d+ MB failed\)$", infeasible.data.tags["infeasible_reason"])
+    # Which allocation fails first depends on the heap's state (under load a 96 MB one failed before the
+    # 192 MB one), so the contract is that one did, or that oneDNN reported its workspace allocation failing.
+    assert re.search(r"\((an allocation of [\d.]+ [KMG]i?B failed|could not create a primitive)\)$",
+                     infeasible.data.tags["infeasible_reason"])
     assert "val_ssim" not in infeasible.data.metrics
     feasible = runs[small.trial_id]
     assert feasible.data.tags["step_shape"] == "1x4x64x48"

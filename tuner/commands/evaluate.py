@@ -32,7 +32,7 @@ from data import DataFormatError
 from data.category import ORGANS, Category, category_of, named_organ
 from data.errors import UserError
 from data.layout import SubmissionFile, find_submission_files, submission_layouts
-from data.snu import read_image_header, read_kspace_header
+from data.snu import read_image_header, read_kspace_header, require_finite
 from tuner.commands.reconstruct import RECON_KEY
 from tuner.search.record import write_json
 from tuner.train.metrics import SSIMAccumulator, SSIMSummary, leaderboard_ssim
@@ -96,7 +96,8 @@ def evaluate(recon: Path, data: Path, split: str | None = None) -> Evaluation:
     for match, max_value in zip(matches, max_values, strict=True):
         organ = Category.parse(match.category).organ
         with h5py.File(match.target, "r") as t, h5py.File(match.recon, "r") as r:
-            targets, recons = t["image_label"][()], r[RECON_KEY][()]
+            targets = require_finite(t["image_label"][()], match.target, "image_label")
+            recons = require_finite(r[RECON_KEY][()], match.recon, RECON_KEY)
         for target, image in zip(targets, recons, strict=True):
             scores.add(match.category, leaderboard_ssim(image, target, max_value, organ))
         slices[match.category] += len(targets)

@@ -32,7 +32,7 @@ from data.batch import BatchPreparation
 from data.category import category_of
 from data.errors import UserError
 from data.layout import SubmissionFile, find_submission_files, submission_layouts
-from data.snu import RawSlice, read_image_header, read_kspace_header, to_sample
+from data.snu import RawSlice, read_image_header, read_kspace_header, require_finite, to_sample
 from tuner.commands.model_source import load_model
 from tuner.train import devices
 from tuner.train.engine import autocast, autocast_dtype, cropped_output
@@ -139,7 +139,8 @@ def reconstruct_file(model: torch.nn.Module, item: KspaceFile, batch_size: int, 
     slices = []
     with h5py.File(item.path, "r") as f:
         for first in range(0, item.num_slices, batch_size):
-            kspace = f["kspace"][first:first + batch_size]
+            kspace = require_finite(f["kspace"][first:first + batch_size], item.path,
+                                    f"kspace slices {first}..{min(first + batch_size, item.num_slices) - 1}")
             samples = [to_sample(RawSlice(k, item.mask, target, 1.0, item.category), item.path.name, first + i)
                        for i, k in enumerate(kspace)]
             batch = prepare(default_collate(samples), device)

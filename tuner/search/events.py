@@ -69,7 +69,7 @@ class TrialEvents(tune.Callback):
         self._end_runs(trial.trial_id, status)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        print(f"  {trial_name(trial)}  failed: see {trial.local_path}/error.txt", flush=True)
+        print(f"  {trial_name(trial)}  failed: see {trial.path}/error.txt", flush=True)
         self._end_runs(trial.trial_id, FAILED)
 
     def _end_runs(self, trial_id: str, status: str) -> None:
