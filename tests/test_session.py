@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from tests.search_records import one_trial_search
 from tuner.commands.finalize import FinalizeOptions, finalize
 from tuner.config.trial import TrialConfig
-from tuner.contract import COMPLETED, INFEASIBLE, LAST_FILE, STOPPED_EARLY
+from tuner.contract import COMPLETED, INFEASIBLE, LAST_FILE, STOPPED_EARLY, FinalizeError
 from tuner.tracking.runs import Run, ensure_experiment
 from tuner.train.checkpoint import CheckpointError, TrainingCheckpoint
 from tuner.train.loaders import TrialData
@@ -131,7 +131,10 @@ def test_finalize_logs_what_it_trained_and_resumes_from_the_same_checkpoint_form
     resumed = finalize(FinalizeOptions(storage=storage, search="s", resume=True), out=io.StringIO())
     assert resumed.run_id == result.run_id
     assert TrainingCheckpoint.load(final / LAST_FILE).epoch == 2
-    assert resumed.registered_version == "2"
+    assert resumed.registered_version == result.registered_version, "one run registers one version"
+    assert len(MlflowClient(uri).search_model_versions("name = 'varnet-tuner-s'")) == 1
+    with pytest.raises(FinalizeError, match="finished already"):
+        finalize(FinalizeOptions(storage=storage, search="s", resume=True), out=io.StringIO())
 
 
 def test_a_file_that_is_not_a_checkpoint_is_named_in_one_line(tmp_path):
@@ -141,3 +144,24 @@ def test_a_file_that_is_not_a_checkpoint_is_named_in_one_line(tmp_path):
     (tmp_path / "torn.pt").write_bytes(b"PK\x03\x04 torn")
     with pytest.raises(CheckpointError, match=r"torn\.pt: not a readable training checkpoint"):
         TrainingCheckpoint.load(tmp_path / "torn.pt")
+
+
+def test_epochs_logged_before_a_crash_are_not_logged_again_on_resume(tiny_data, tmp_path):
+    """Killed after epoch 2's metrics reached MLflow but before its checkpoint: the resume from epoch 1 trains
+    epoch 2 again (the same numbers) and the run's history keeps one point per epoch."""
+    uri, experiment = _store(tmp_path)
+    config = TrialConfig.from_flat(TINY)
+    first = TrainingSession(_run(uri, experiment, "killed"), 3, 2**30)
+    with first:
+        first.begin(TrialData(tiny_data, config.train, device=CPU), config, auto_checkpointing=True)
+        epochs = first.epochs()
+        next(epochs)
+        first.checkpoint().save(tmp_path / "state.pt")
+        logged = next(epochs).result.val.overall
+    resumed = TrainingSession(Run.reopen(uri, first.run.run_id), 3, 2**30)
+    with resumed:
+        resumed.restore(TrialData(tiny_data, config.train, device=CPU), TrainingCheckpoint.load(tmp_path / "state.pt"))
+        again = [epoch.result.val.overall for epoch in resumed.epochs()]
+    assert again[0] == logged
+    history = MlflowClient(uri).get_metric_history(first.run.run_id, "val_ssim")
+    assert sorted(m.step for m in history) == [1, 2, 3]

@@ -159,6 +159,9 @@ def _prepare_directory(final_dir: Path, resume: bool) -> TrainingCheckpoint | No
     if final_dir.exists():
         if not resume:
             raise FinalizeError(f"{final_dir} already exists: pass --resume to continue it, or move it away")
+        if (final_dir / FINAL_RECORD_FILE).exists():
+            raise FinalizeError(f"{final_dir}: finished already ({FINAL_RECORD_FILE} says which model version it "
+                                f"registered); move the folder away to train again")
         if not (final_dir / LAST_FILE).exists():
             raise FinalizeError(f"{final_dir}: nothing to resume (no {LAST_FILE})")
         return TrainingCheckpoint.load(final_dir / LAST_FILE)

@@ -21,7 +21,7 @@ from ray import tune
 
 from tuner.config.trial import TrialConfig
 from tuner.contract import INFEASIBLE_FLAG, METRIC, STATE_FILE
-from tuner.tracking.runs import PARENT_TAG, Run
+from tuner.tracking.runs import PARENT_TAG, Run, child_runs
 from tuner.train import devices
 from tuner.train.checkpoint import TrainingCheckpoint
 from tuner.train.loaders import TrialData
@@ -50,13 +50,18 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     requested = TrialConfig.from_flat(config)
     checkpoint = _restored_checkpoint()
     trial = tune.get_context()
-    if checkpoint is None:
+    if checkpoint is not None:
+        run = Run.reopen(context.tracking_uri, checkpoint.run_id)
+    elif orphans := child_runs(context.tracking_uri, context.experiment_id, context.parent_run_id,
+                               trial.get_trial_id()):
+        # The trial started before and died before its first checkpoint: its run carries on, so the
+        # trial keeps one run.
+        run = Run.reopen(context.tracking_uri, orphans[0].info.run_id)
+    else:
         run = Run.start(context.tracking_uri, context.experiment_id,
                         name=f"{trial.get_trial_name()} {requested.short_name()}",
                         tags={PARENT_TAG: context.parent_run_id, "search": context.search_name,
                               "tune.trial_id": trial.get_trial_id(), "model": requested.model.NAME})
-    else:
-        run = Run.reopen(context.tracking_uri, checkpoint.run_id)
     session = TrainingSession(run, context.max_epochs, int(context.vram_budget_gb * GIB))
     try:
         with session:

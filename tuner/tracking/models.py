@@ -48,9 +48,16 @@ class FetchedModel:
 
 def register_model(tracking_uri: str, run_id: str, weights: dict[str, torch.Tensor], config: TrialConfig,
                    name: str) -> str:
-    """Log `weights` and `config` as the run's "model" artifact and register a new version of `name`
-    from it; returns the version number."""
+    """Log `weights` and `config` as the run's "model" artifact and register a version of `name` from it;
+    returns the version number.
+
+    A run registers one version: called again for the same run (finalize resumed after a crash that
+    came after registering) it returns the version already there.
+    """
     client = MlflowClient(tracking_uri)
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        return str(min(int(v.version) for v in existing))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / MODEL_ARTIFACT
         folder.mkdir()

@@ -104,6 +104,10 @@ class Run:
         run.client.update_run(run_id, status="RUNNING")
         return run
 
+    def logged_steps(self, key: str) -> set[int]:
+        """The steps at which metric `key` has been logged to this run."""
+        return {metric.step for metric in self.client.get_metric_history(self.run_id, key)}
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
         for i in range(0, len(items), _BATCH):

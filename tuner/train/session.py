@@ -30,7 +30,16 @@ from typing import Any, Protocol
 import yaml
 
 from tuner.config.trial import TrialConfig
-from tuner.contract import COMPLETED, CONFIG_FILE, FAILED, INFEASIBLE, INFEASIBLE_TAG, INTERRUPTED, STOPPED_EARLY
+from tuner.contract import (
+    COMPLETED,
+    CONFIG_FILE,
+    FAILED,
+    INFEASIBLE,
+    INFEASIBLE_TAG,
+    INTERRUPTED,
+    METRIC,
+    STOPPED_EARLY,
+)
 from tuner.train import devices
 from tuner.train.checkpoint import TrainingCheckpoint
 from tuner.train.engine import EpochResult, Trainer
@@ -44,6 +53,7 @@ class RunLog(Protocol):
 
     run_id: str
 
+    def logged_steps(self, key: str) -> set[int]: ...
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
@@ -73,6 +83,7 @@ class TrainingSession:
         self.infeasible_reason: str | None = None
         self._trainer: Trainer | None = None
         self._data: TrialData | None = None
+        self._already_logged: set[int] = set()
 
     @property
     def has_trainer(self) -> bool:
@@ -99,7 +110,8 @@ class TrainingSession:
         trainer, step = fit_to_budget(requested, self.total_epochs, data.largest_batch(), self.budget_bytes,
                                       auto_checkpointing, device)
         self.run.log_params({"num_parameters": trainer.num_parameters})
-        self.run.log_metrics({"step_peak_memory_mb": step.peak_mb, "step_seconds": step.seconds}, step=0)
+        if 0 not in self.run.logged_steps("step_seconds"):  # a run that restarts keeps its first probe
+            self.run.log_metrics({"step_peak_memory_mb": step.peak_mb, "step_seconds": step.seconds}, step=0)
         self.run.set_tags({"step_shape": "x".join(map(str, step.shape)),
                            "checkpointing": checkpointing_note(requested, trainer.config)})
         self.run.log_text(yaml.safe_dump(trainer.config.as_dict(), sort_keys=False), CONFIG_FILE)
@@ -110,6 +122,9 @@ class TrainingSession:
         trainer = Trainer(TrialConfig.from_dict(checkpoint.config), self.total_epochs, data.device)
         trainer.load_state_dict(checkpoint.trainer_state)
         self.best_epoch, self.best_val_ssim = checkpoint.best_epoch, checkpoint.best_val_ssim
+        # Epochs past the checkpoint that reached MLflow before a crash: training them again gives the same
+        # numbers (resume is exact), so they are not logged twice.
+        self._already_logged = {step for step in self.run.logged_steps(METRIC) if step > checkpoint.epoch}
         self._use(trainer, data)
 
     def epochs(self) -> Iterator[SessionEpoch]:
@@ -123,7 +138,8 @@ class TrainingSession:
             if improved:
                 self.best_epoch, self.best_val_ssim = result.epoch, result.val.overall
             metrics = {**augmentation, **result.metrics()}
-            self.run.log_metrics(metrics, step=result.epoch)
+            if result.epoch not in self._already_logged:
+                self.run.log_metrics(metrics, step=result.epoch)
             # Set before the caller sees the epoch: a scheduler may stop the trial inside its report.
             self.status = COMPLETED if result.epoch >= self.total_epochs else STOPPED_EARLY
             yield SessionEpoch(result, metrics, improved)
