@@ -107,3 +107,25 @@ def test_non_finite_values_are_a_data_error_naming_the_file(tmp_path, tiny_data,
     _poison(out / kspace.name, "reconstruction")
     err = _one_error_line(capsys, ["evaluate", "--recon", str(out), "--data", str(clean)])
     assert f"{kspace.name}: reconstruction holds NaN or infinite values" in err
+
+
+def test_an_unreachable_tracking_server_is_one_line_before_anything_starts(tmp_path, tiny_data, capsys):
+    """It used to be minutes of MLflow retries, then a long traceback, with a search folder left behind."""
+    from tests.conftest import TINY_SPACE
+
+    err = _one_error_line(capsys, ["search", str(TINY_SPACE), "--data", str(tiny_data), "--storage",
+                                   str(tmp_path / "runs"), "--tracking-uri", "http://127.0.0.1:9"])
+    assert "--tracking-uri http://127.0.0.1:9: no MLflow server answers there" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_get_a_usable_store(tmp_path):
+    """Without the lock, MLflow's schema migration ran in each and one failed ('duplicate column')."""
+    import multiprocessing
+
+    from tuner.tracking.runs import ensure_experiment, open_store
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.map(open_store, [uri] * 4)
+    assert ensure_experiment(uri, "after")

@@ -32,7 +32,7 @@ from tuner.contract import (
 )
 from tuner.search.record import SearchRecord, write_json
 from tuner.tracking.models import register_model
-from tuner.tracking.runs import Run, child_runs, ui_command
+from tuner.tracking.runs import Run, child_runs, open_store, ui_command
 from tuner.train import devices
 from tuner.train.checkpoint import TrainingCheckpoint, read_torch_file, save_atomically
 from tuner.train.loaders import TrialData
@@ -93,6 +93,7 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
     if best is None:
         raise FinalizeError(f"{search_dir}: the search has no best trial (status {record.status})")
     requested = TrialConfig.from_flat(best.config)
+    open_store(record.tracking_uri)
     final_dir = search_dir / FINAL_DIR
     checkpoint = _prepare_directory(final_dir, options.resume)
     epochs = checkpoint.total_epochs if checkpoint is not None else options.epochs or record.finalize_epochs

@@ -26,6 +26,9 @@ from tuner.train.loaders import require_one_shape
 
 def main(args: argparse.Namespace) -> int:
     """Exit code 0 when the search found a best trial, 1 when none scored, 130 when it was interrupted."""
+    # MLflow is imported here, not with the module: `--help` and a bad space answer without it.
+    from tuner.tracking.runs import open_store, resolve_tracking_uri
+
     storage = args.storage.resolve()
     if args.name is not None:
         try:
@@ -37,13 +40,12 @@ def main(args: argparse.Namespace) -> int:
     else:
         if args.space is None:
             raise SearchError("search: name a search-space YAML, e.g. search_spaces/fivarnet.yaml")
-        from tuner.tracking.runs import resolve_tracking_uri
-
         spec = load_space(args.space).replace(
             num_samples=args.num_samples, seed=args.seed, max_epochs=args.max_epochs, data_root=args.data)
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         data_root = spec.data_root if spec.data_root is not None else _demo_root(spec, args.space)
     check_data(spec, data_root)
+    open_store(tracking_uri)  # last: a new sqlite store is created here
     address = args.address or os.environ.get("RAY_ADDRESS")
     if not address:
         keep_local_ray_on_loopback()

@@ -7,6 +7,7 @@ starts or joins Ray, runs the Tuner, and leaves behind `<storage>/<name>/search.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -64,23 +65,7 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
         record = SearchRecord.load(record_path)
         parent = Run.reopen(record.tracking_uri, record.parent_run_id)
     else:
-        if search_dir.exists():
-            raise SearchError(f"{search_dir} already exists: choose another --name, or pass --resume to continue it")
-        search_dir.mkdir(parents=True)
-        shutil.copyfile(spec.source, search_dir / SPACE_FILE)
-        experiment_id = ensure_experiment(options.tracking_uri, spec.name)
-        parent = Run.start(options.tracking_uri, experiment_id, name=options.name,
-                           tags={"kind": "search", "search": options.name, "model": spec.model_name})
-        parent.log_params(_search_params(spec, options))
-        parent.log_artifact(search_dir / SPACE_FILE)
-        record = SearchRecord(
-            name=options.name, space=str(search_dir / SPACE_FILE), space_name=spec.name, model=spec.model_name,
-            data_root=str(options.data_root), tracking_uri=options.tracking_uri, experiment_id=experiment_id,
-            parent_run_id=parent.run_id, max_epochs=spec.asha.max_epochs, finalize_epochs=spec.finalize_epochs,
-            expected_trials=spec.count_configurations(spec.search.num_samples), started=time.time(),
-            mask_bank=None if spec.mask_bank is None else str(spec.mask_bank),
-        )
-        record.save(record_path)
+        record, parent = _start_record(spec, options, search_dir)
     print(f"search {options.name}: results in {search_dir}", file=out)
     print(f"MLflow: {options.tracking_uri} (parent run {record.parent_run_id})", file=out)
 
@@ -103,6 +88,49 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
             ray.shutdown()
     _print_summary(record, out)
     return record
+
+
+def _start_record(spec: SearchSpace, options: SearchOptions, search_dir: Path) -> tuple[SearchRecord, Run]:
+    """Claim the search's folder, open its parent run and write its first record.
+
+    The folder is claimed by creating it (two searches of one name cannot both succeed). Until the
+    record is written the claim is undone on any failure, so a search that could not start leaves its
+    name free; so does one whose record says it failed without running a single trial.
+    """
+    if (search_dir / RECORD_FILE).exists():
+        earlier = SearchRecord.load(search_dir / RECORD_FILE)
+        if earlier.status != FAILED or earlier.trials:
+            raise SearchError(f"{search_dir} already exists: choose another --name, or pass --resume to continue it")
+        shutil.rmtree(search_dir)  # a search that failed before its first trial: nothing in it to keep
+    search_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        search_dir.mkdir()
+    except FileExistsError:
+        raise SearchError(f"{search_dir} already exists: choose another --name, or pass --resume to continue "
+                          f"it") from None
+    parent = None
+    try:
+        shutil.copyfile(spec.source, search_dir / SPACE_FILE)
+        experiment_id = ensure_experiment(options.tracking_uri, spec.name)
+        parent = Run.start(options.tracking_uri, experiment_id, name=options.name,
+                           tags={"kind": "search", "search": options.name, "model": spec.model_name})
+        parent.log_params(_search_params(spec, options))
+        parent.log_artifact(search_dir / SPACE_FILE)
+        record = SearchRecord(
+            name=options.name, space=str(search_dir / SPACE_FILE), space_name=spec.name, model=spec.model_name,
+            data_root=str(options.data_root), tracking_uri=options.tracking_uri, experiment_id=experiment_id,
+            parent_run_id=parent.run_id, max_epochs=spec.asha.max_epochs, finalize_epochs=spec.finalize_epochs,
+            expected_trials=spec.count_configurations(spec.search.num_samples), started=time.time(),
+            mask_bank=None if spec.mask_bank is None else str(spec.mask_bank),
+        )
+        record.save(search_dir / RECORD_FILE)
+    except BaseException:
+        shutil.rmtree(search_dir, ignore_errors=True)
+        if parent is not None:
+            with contextlib.suppress(Exception):  # the store may be what failed; its error is the one to see
+                parent.finish(FAILED)
+        raise
+    return record, parent
 
 
 def connect_ray(address: str | None) -> bool:

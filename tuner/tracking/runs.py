@@ -7,12 +7,14 @@ a second, lost store.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INTERRUPTED, STOPPED_EARLY, TrackingError
@@ -43,6 +45,44 @@ def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite:/// tracking URI; None for a server."""
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+# The reachability probe of a tracking server: one try, a few seconds, before anything is started.
+_PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def open_store(uri: str) -> None:
+    """Make sure the store is usable before a search or finalize starts anything.
+
+    A sqlite store that does not exist yet is created and migrated to MLflow's schema here, under a
+    lock file beside it: two processes opening a new store at once would otherwise both migrate it, and
+    one of them fails ("duplicate column") or leaves it half-migrated. A server is asked for one
+    experiment, once, so that an unreachable one is one line now rather than minutes of retries later.
+    """
+    path = sqlite_path(uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                MlflowClient(uri).search_experiments(max_results=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    saved = {key: os.environ.get(key) for key in _PROBE_ENV}
+    os.environ.update(_PROBE_ENV)
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except MlflowException as exc:
+        text = str(exc).strip().splitlines()
+        raise TrackingError(f"--tracking-uri {uri}: no MLflow server answers there "
+                            f"({text[0] if text else type(exc).__name__})") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 UI_PORT = 5000
