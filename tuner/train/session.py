@@ -110,7 +110,10 @@ class TrainingSession:
         trainer, step = fit_to_budget(requested, self.total_epochs, data.largest_batch(), self.budget_bytes,
                                       auto_checkpointing, device)
         self.run.log_params({"num_parameters": trainer.num_parameters})
-        if 0 not in self.run.logged_steps("step_seconds"):  # a run that restarts keeps its first probe
+        # A trial that died before its first checkpoint starts again from scratch in the run it began:
+        # the same seed trains the same epochs, so the ones that reached MLflow are not logged again.
+        self._already_logged = self.run.logged_steps(METRIC)
+        if 0 not in self.run.logged_steps("step_seconds"):
             self.run.log_metrics({"step_peak_memory_mb": step.peak_mb, "step_seconds": step.seconds}, step=0)
         self.run.set_tags({"step_shape": "x".join(map(str, step.shape)),
                            "checkpointing": checkpointing_note(requested, trainer.config)})
