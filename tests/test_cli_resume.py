@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import TINY_SPACE
 from tuner.search.record import SearchRecord
 
-TRIALS = 8
+TRIALS = 4
 
 
 def _search(tmp_path, tiny_data, *extra):
