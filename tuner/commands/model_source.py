@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from data.errors import UserError
+from data.errors import UserError, first_line
 from models import build_model, count_parameters
 from tuner.config.trial import ConfigError, TrialConfig
 from tuner.contract import BEST_FILE, FINAL_DIR, STATE_FILE
@@ -93,7 +93,7 @@ def load_checkpoint(path: Path) -> LoadedModel:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
         raise ModelLoadError(f"{path}: the weights do not fit the configured {config.short_name()}: "
-                             f"{_first_line(exc)}") from None
+                             f"{first_line(exc)}") from None
     epoch = f", epoch {state['epoch']}" if "epoch" in state else ""
     return LoadedModel(model.eval(), config, f"{path}{epoch}")
 
@@ -113,13 +113,8 @@ def _load_mlflow(uri: str, tracking_uri: str) -> LoadedModel:
         fetched = fetch_model(tracking_uri, uri)
     except (MlflowException, OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"--model {uri}: cannot load it from the MLflow store {tracking_uri}: "
-                             f"{_first_line(exc)}") from None
+                             f"{first_line(exc)}") from None
     return LoadedModel(fetched.model, fetched.config, f"{uri} in {tracking_uri}")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _config(raw: Any, where: str) -> TrialConfig:

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import ray
+from mlflow.exceptions import MlflowException
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from data.errors import first_line
 from tuner.config.space import SearchSpace
 from tuner.contract import (
     COMPLETED,
@@ -82,10 +84,16 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
         record.status = status
         record.finished = time.time()
         record.save(record_path)
-        _log_summary(parent, record)
-        parent.finish(status)
-        if started_ray:
-            ray.shutdown()
+        try:
+            _log_summary(parent, record)
+            parent.finish(status)
+        except (MlflowException, OSError) as exc:
+            # The record on disk is complete; only MLflow's copy of the summary is missing.
+            print(f"warning: the search's summary did not reach MLflow ({first_line(exc)}); it is in "
+                  f"{record_path}", file=sys.stderr)
+        finally:
+            if started_ray:
+                ray.shutdown()
     _print_summary(record, out)
     return record
 

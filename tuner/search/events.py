@@ -7,8 +7,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mlflow.exceptions import MlflowException
 from ray import tune
 
+from data.errors import first_line
 from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INFEASIBLE_FLAG, METRIC, STOPPED_EARLY
 from tuner.search.searcher import Duplicate, trial_label
 from tuner.tracking.runs import Run, child_runs
@@ -73,6 +75,10 @@ class TrialEvents(tune.Callback):
         self._end_runs(trial.trial_id, FAILED)
 
     def _end_runs(self, trial_id: str, status: str) -> None:
-        for run in child_runs(self.tracking_uri, self.experiment_id, self.parent_run_id, trial_id):
-            if run.info.status == "RUNNING":
-                Run(self.tracking_uri, run.info.run_id).finish(status)
+        try:
+            for run in child_runs(self.tracking_uri, self.experiment_id, self.parent_run_id, trial_id):
+                if run.info.status == "RUNNING":
+                    Run(self.tracking_uri, run.info.run_id).finish(status)
+        except (MlflowException, OSError) as exc:
+            # A tracking server that is away must not stop the search; the record on disk has the outcome.
+            print(f"  warning: could not end the MLflow run of trial {trial_id} ({first_line(exc)})", flush=True)

@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from data.errors import first_line
 from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INTERRUPTED, STOPPED_EARLY, TrackingError
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -74,9 +75,7 @@ def open_store(uri: str) -> None:
     try:
         MlflowClient(uri).search_experiments(max_results=1)
     except MlflowException as exc:
-        text = str(exc).strip().splitlines()
-        raise TrackingError(f"--tracking-uri {uri}: no MLflow server answers there "
-                            f"({text[0] if text else type(exc).__name__})") from None
+        raise TrackingError(f"--tracking-uri {uri}: no MLflow server answers there ({first_line(exc)})") from None
     finally:
         for key, value in saved.items():
             if value is None:

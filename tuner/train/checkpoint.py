@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from data.atomic import atomic_path
-from data.errors import UserError
+from data.errors import UserError, first_line
 
 try:
     from numpy._core.multiarray import _reconstruct
@@ -104,8 +104,7 @@ def read_torch_file(path: Path, what: str) -> Any:
         raise CheckpointError(f"{path}: refused to load: besides tensors and plain values it holds Python objects, "
                               f"which could run code (not a {what} this tool wrote)") from None
     except Exception as exc:  # torch.load raises anything from zip and OS errors
-        text = str(exc).strip().splitlines()
-        raise CheckpointError(f"{path}: not a readable {what} ({text[0] if text else type(exc).__name__})") from None
+        raise CheckpointError(f"{path}: not a readable {what} ({first_line(exc)})") from None
 
 
 def save_atomically(obj: Any, path: Path) -> None:

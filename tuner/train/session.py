@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from data.errors import first_line
 from tuner.config.trial import TrialConfig
 from tuner.contract import (
     COMPLETED,
@@ -163,7 +164,7 @@ class TrainingSession:
             self.status = INTERRUPTED
         elif isinstance(exc, OutOfBudget) or is_out_of_memory(exc):
             self.status = INFEASIBLE
-            self.infeasible_reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.infeasible_reason = first_line(exc)
             self.run.set_tags({INFEASIBLE_TAG: self.infeasible_reason})
         else:
             self.status = FAILED
