@@ -2,25 +2,15 @@
 
 import io
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import TINY_SPACE
+from tests.mlflow_server import free_port, start_server, stop_server
 from tuner.commands.finalize import FinalizeOptions, finalize
 from tuner.config.space import load_space
 from tuner.search.driver import SearchOptions, run_search
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str) -> bytes:
@@ -36,34 +26,12 @@ def _post(url: str, body: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    work = tmp_path_factory.mktemp("server")
-    port = _free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
-         "--artifacts-destination", str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
+    proc = start_server(tmp_path_factory.mktemp("server"), port)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if _get(f"{url}/health").strip() == b"OK":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not become healthy")
-            time.sleep(0.5)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
 
 
 def test_search_and_finalize_log_through_an_mlflow_server(tmp_path, tiny_data, ray_instance, mlflow_server):

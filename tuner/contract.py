@@ -26,6 +26,8 @@ RECORD_FILE = "search.json"
 SPACE_FILE = "space.yaml"
 CONFIG_FILE = "config.yaml"
 FINAL_RECORD_FILE = "final.json"
+# Beside a search's or finalize's files: MLflow writes waiting for an unreachable tracking server.
+OUTBOX_DIR = "mlflow_outbox"
 # A trial's checkpoint inside its Ray Tune checkpoint folder; finalize's full state and best weights.
 STATE_FILE = "state.pt"
 LAST_FILE = "last.pt"

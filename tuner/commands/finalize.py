@@ -26,13 +26,15 @@ from tuner.contract import (
     FINAL_DIR,
     FINAL_RECORD_FILE,
     LAST_FILE,
+    OUTBOX_DIR,
     RECORD_FILE,
     FinalizeError,
     SpecError,
 )
 from tuner.search.record import SearchRecord, write_json
 from tuner.tracking.models import register_model
-from tuner.tracking.runs import Run, child_runs, open_store, ui_command
+from tuner.tracking.outbox import patiently
+from tuner.tracking.runs import Run, child_runs, flush_outboxes, open_store, ui_command
 from tuner.train import devices
 from tuner.train.checkpoint import TrainingCheckpoint, read_torch_file, save_atomically
 from tuner.train.loaders import TrialData
@@ -95,6 +97,8 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
     requested = TrialConfig.from_flat(best.config)
     open_store(record.tracking_uri)
     final_dir = search_dir / FINAL_DIR
+    if options.resume:
+        flush_outboxes(record.tracking_uri, final_dir / OUTBOX_DIR)  # writes an away server missed, first
     checkpoint = _prepare_directory(final_dir, options.resume)
     epochs = checkpoint.total_epochs if checkpoint is not None else options.epochs or record.finalize_epochs
     resources = load_space(record.space).resources
@@ -102,9 +106,9 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
         run = Run.start(record.tracking_uri, record.experiment_id, name=f"final {best.name} {requested.short_name()}",
                         tags={"kind": "final", "final": "true", "search": record.name, "promoted_trial": best.name,
                               "promoted_run_id": _trial_run_id(record, best.trial_id),
-                              "model": requested.model.NAME})
+                              "model": requested.model.NAME}, outbox=final_dir / OUTBOX_DIR)
     else:
-        run = Run.reopen(record.tracking_uri, checkpoint.run_id)
+        run = Run.reopen(record.tracking_uri, checkpoint.run_id, final_dir / OUTBOX_DIR)
     session = TrainingSession(run, epochs, int(resources.vram_budget_gb * GIB))
     try:
         with session:
@@ -118,13 +122,18 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
             name = options.registered_name or f"varnet-tuner-{record.space_name}"
             _train(session, final_dir, f"{best.name} of {record.name}", out)
             best_weights = read_torch_file(final_dir / BEST_FILE, "weights file")["model"]
-            version = register_model(record.tracking_uri, run.run_id, best_weights, session.config, name)
+            # Registering needs the server; it waits for one that is away (and registers a run only once).
+            version = patiently(lambda: register_model(record.tracking_uri, run.run_id, best_weights,
+                                                       session.config, name))
             run.log_metrics({"best_val_ssim": session.best_val_ssim, "best_epoch": session.best_epoch}, step=epochs)
             run.set_tags({"registered_model": f"{name}/{version}"})
     except OutOfBudget as exc:
         if checkpoint is None:
             final_dir.rmdir()  # created empty above and nothing trained yet: leave nothing half-made behind
         raise FinalizeError(f"{best.name} of {record.name}: {exc}") from None
+    if not run.flush():
+        print(f"warning: the tracking server is away; this run's last MLflow writes wait in "
+              f"{final_dir / OUTBOX_DIR}; `finalize --resume` sends them", file=out)
     result = FinalResult(final_dir, run.run_id, session.best_epoch, session.best_val_ssim, name, version)
     write_json(final_dir / FINAL_RECORD_FILE, {**result.__dict__, "directory": str(final_dir), "search": record.name,
                                           "promoted_trial": best.name, "epochs": epochs})

@@ -33,6 +33,7 @@ from tuner.contract import (
     INTERRUPTED,
     METRIC,
     MODE,
+    OUTBOX_DIR,
     RECORD_FILE,
     SCORED,
     SPACE_FILE,
@@ -42,7 +43,7 @@ from tuner.search.events import RepeatLog, TrialEvents, trial_dirname, trial_nam
 from tuner.search.record import SearchRecord, TrialSummary
 from tuner.search.searcher import SearchSpaceSearcher
 from tuner.search.trainable import TrialContext, run_trial
-from tuner.tracking.runs import STATUS_TAG, Run, child_runs, ensure_experiment, ui_command
+from tuner.tracking.runs import STATUS_TAG, Run, child_runs, ensure_experiment, flush_outboxes, ui_command
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
         if not tune.Tuner.can_restore(str(search_dir)) or not record_path.exists():
             raise SearchError(f"{search_dir}: no interrupted search to resume there")
         record = SearchRecord.load(record_path)
-        parent = Run.reopen(record.tracking_uri, record.parent_run_id)
+        # Writes a tracking server missed before the interruption go first.
+        flush_outboxes(record.tracking_uri, search_dir / OUTBOX_DIR)
+        parent = Run.reopen(record.tracking_uri, record.parent_run_id, search_dir / OUTBOX_DIR)
     else:
         record, parent = _start_record(spec, options, search_dir)
     print(f"search {options.name}: results in {search_dir}", file=out)
@@ -75,7 +78,10 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
     status = FAILED
     try:
         tuner = _make_tuner(spec, options, record, out)
-        record = _finish_record(record, tuner.fit())
+        results = tuner.fit()
+        # The trials' outcomes are read from MLflow: what waited for the server must be there first.
+        flush_outboxes(record.tracking_uri, search_dir / OUTBOX_DIR)
+        record = _finish_record(record, results)
         status = record.status
     except KeyboardInterrupt:
         status = INTERRUPTED
@@ -121,7 +127,8 @@ def _start_record(spec: SearchSpace, options: SearchOptions, search_dir: Path) -
         shutil.copyfile(spec.source, search_dir / SPACE_FILE)
         experiment_id = ensure_experiment(options.tracking_uri, spec.name)
         parent = Run.start(options.tracking_uri, experiment_id, name=options.name,
-                           tags={"kind": "search", "search": options.name, "model": spec.model_name})
+                           tags={"kind": "search", "search": options.name, "model": spec.model_name},
+                           outbox=search_dir / OUTBOX_DIR)
         parent.log_params(_search_params(spec, options))
         parent.log_artifact(search_dir / SPACE_FILE)
         record = SearchRecord(
@@ -168,7 +175,7 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
         search_name=record.name, data_root=record.data_root, tracking_uri=record.tracking_uri,
         experiment_id=record.experiment_id, parent_run_id=record.parent_run_id, max_epochs=spec.asha.max_epochs,
         vram_budget_gb=spec.resources.vram_budget_gb, auto_checkpointing=spec.resources.auto_checkpointing,
-        mask_bank=record.mask_bank,
+        mask_bank=record.mask_bank, outbox=str(options.storage / options.name / OUTBOX_DIR),
     )
     # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1), on purpose: a resumed
     # search then restarts a trial from its newest checkpoint. Ray warns about exactly that.
@@ -221,7 +228,7 @@ def _finish_record(record: SearchRecord, results: tune.ResultGrid) -> SearchReco
         else:
             status = INTERRUPTED
         if run is not None and run.info.status == "RUNNING":
-            Run(record.tracking_uri, run.info.run_id).finish(status)
+            Run(record.tracking_uri, run.info.run_id, Path(record.space).parent / OUTBOX_DIR).finish(status)
         metrics = result.metrics or {}
         if metrics.get(INFEASIBLE_FLAG):
             status = INFEASIBLE

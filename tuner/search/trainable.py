@@ -43,6 +43,7 @@ class TrialContext:
     vram_budget_gb: float
     auto_checkpointing: bool
     mask_bank: str | None = None
+    outbox: str | None = None  # where writes wait while the tracking server is away
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
@@ -50,18 +51,19 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     requested = TrialConfig.from_flat(config)
     checkpoint = _restored_checkpoint()
     trial = tune.get_context()
+    outbox = Path(context.outbox) if context.outbox else None
     if checkpoint is not None:
-        run = Run.reopen(context.tracking_uri, checkpoint.run_id)
+        run = Run.reopen(context.tracking_uri, checkpoint.run_id, outbox)
     elif orphans := child_runs(context.tracking_uri, context.experiment_id, context.parent_run_id,
                                trial.get_trial_id()):
         # The trial started before and died before its first checkpoint: its run carries on, so the
         # trial keeps one run.
-        run = Run.reopen(context.tracking_uri, orphans[0].info.run_id)
+        run = Run.reopen(context.tracking_uri, orphans[0].info.run_id, outbox)
     else:
         run = Run.start(context.tracking_uri, context.experiment_id,
                         name=f"{trial.get_trial_name()} {requested.short_name()}",
                         tags={PARENT_TAG: context.parent_run_id, "search": context.search_name,
-                              "tune.trial_id": trial.get_trial_id(), "model": requested.model.NAME})
+                              "tune.trial_id": trial.get_trial_id(), "model": requested.model.NAME}, outbox=outbox)
     session = TrainingSession(run, context.max_epochs, int(context.vram_budget_gb * GIB))
     try:
         with session:

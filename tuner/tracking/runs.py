@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from data.errors import first_line
 from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INTERRUPTED, STOPPED_EARLY, TrackingError
+from tuner.tracking.outbox import Outbox, is_unreachable, patiently
 
 PARENT_TAG = "mlflow.parentRunId"
 STATUS_TAG = "status"
@@ -26,6 +27,10 @@ STATUS_TAG = "status"
 RUN_STATES = {COMPLETED: "FINISHED", STOPPED_EARLY: "FINISHED", INFEASIBLE: "FINISHED", FAILED: "FAILED",
               INTERRUPTED: "KILLED"}
 _BATCH = 900  # log_batch takes at most 1000 entries
+# MLflow retries a failed HTTP call 7 times with a doubling backoff (minutes of silence); with the outbox
+# a few seconds suffice before a write is queued. A user's own settings win.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
 def resolve_tracking_uri(uri: str | None, cwd: Path | None = None) -> str:
@@ -120,57 +125,110 @@ def child_runs(uri: str, experiment_id: str, parent_run_id: str, trial_id: str |
     query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
     if trial_id is not None:
         query += f" and tags.`tune.trial_id` = '{trial_id}'"
-    return MlflowClient(uri).search_runs([experiment_id], filter_string=query, max_results=10_000)
+    return patiently(lambda: MlflowClient(uri).search_runs([experiment_id], filter_string=query, max_results=10_000))
 
 
 class Run:
-    """One MLflow run driven through a client: params, per-epoch metrics, tags, text artifacts, status."""
+    """One MLflow run driven through a client: params, per-epoch metrics, tags, text artifacts, status.
 
-    def __init__(self, uri: str, run_id: str) -> None:
+    With an `outbox` folder (and a tracking server, not a local sqlite store), writes that cannot reach
+    the server are queued there and sent, in order, by the run's next write or by `flush`
+    (`tuner.tracking.outbox`); reads and run creation wait for the server instead.
+    """
+
+    def __init__(self, uri: str, run_id: str, outbox: Path | None = None) -> None:
         self.client = MlflowClient(uri)
         self.run_id = run_id
+        self.outbox = Outbox(outbox, run_id) if outbox is not None and sqlite_path(uri) is None else None
 
     @classmethod
-    def start(cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str] | None = None) -> "Run":
+    def start(cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str] | None = None,
+              outbox: Path | None = None) -> Run:
         client = MlflowClient(uri)
-        run = client.create_run(experiment_id, run_name=name, tags=dict(tags or {}))
-        return cls(uri, run.info.run_id)
+        run = patiently(lambda: client.create_run(experiment_id, run_name=name, tags=dict(tags or {})))
+        return cls(uri, run.info.run_id, outbox)
 
     @classmethod
-    def reopen(cls, uri: str, run_id: str) -> "Run":
+    def reopen(cls, uri: str, run_id: str, outbox: Path | None = None) -> Run:
         """Continue logging to an existing run (a resumed trial or search)."""
-        run = cls(uri, run_id)
-        run.client.update_run(run_id, status="RUNNING")
+        run = cls(uri, run_id, outbox)
+        run._write({"op": "status", "status": "RUNNING"})
         return run
 
     def logged_steps(self, key: str) -> set[int]:
-        """The steps at which metric `key` has been logged to this run."""
-        return {metric.step for metric in self.client.get_metric_history(self.run_id, key)}
+        """The steps at which metric `key` has been logged to this run (queued writes sent first)."""
+        self.flush()
+        return {metric.step for metric in patiently(lambda: self.client.get_metric_history(self.run_id, key))}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(self.run_id, params=items[i:i + _BATCH])
+        self._write({"op": "params", "items": [[k, _param_value(v)] for k, v in sorted(params.items())]})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
-        for i in range(0, len(items), _BATCH):
-            self.client.log_batch(self.run_id, metrics=items[i:i + _BATCH])
+        self._write({"op": "metrics", "items": [[k, float(v), now, step] for k, v in sorted(metrics.items())]})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._write({"op": "tags", "items": [[k, str(v)] for k, v in tags.items()]})
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self._write({"op": "text", "text": text, "file": artifact_file})
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._write({"op": "artifact", "path": str(path), "artifact_path": artifact_path})
 
     def finish(self, status: str) -> None:
         """Tag the run with our status and end it in the matching MLflow state."""
         self.set_tags({STATUS_TAG: status})
-        self.client.set_terminated(self.run_id, status=RUN_STATES[status])
+        self._write({"op": "status", "status": RUN_STATES[status]})
+
+    def flush(self) -> bool:
+        """Send the writes waiting in the outbox; True when none is left."""
+        return self.outbox is None or self.outbox.send(self._apply)
+
+    def _write(self, write: dict[str, Any]) -> None:
+        if self.outbox is None:
+            self._apply(write)
+            return
+        if not self.flush():
+            self.outbox.add(write)  # keep the order: nothing overtakes what is already waiting
+            return
+        try:
+            self._apply(write)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            self.outbox.add(write)
+
+    def _apply(self, write: dict[str, Any]) -> None:
+        op, run_id = write["op"], self.run_id
+        if op == "params":
+            items = [Param(k, v) for k, v in write["items"]]
+            for i in range(0, len(items), _BATCH):
+                self.client.log_batch(run_id, params=items[i:i + _BATCH])
+        elif op == "metrics":
+            items = [Metric(k, v, timestamp, step) for k, v, timestamp, step in write["items"]]
+            for i in range(0, len(items), _BATCH):
+                self.client.log_batch(run_id, metrics=items[i:i + _BATCH])
+        elif op == "tags":
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in write["items"]])
+        elif op == "text":
+            self.client.log_text(run_id, write["text"], write["file"])
+        elif op == "artifact":
+            self.client.log_artifact(run_id, write["path"], write["artifact_path"])
+        elif op == "status" and write["status"] == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        elif op == "status":
+            self.client.set_terminated(run_id, status=write["status"])
+        else:
+            raise ValueError(f"unknown queued MLflow write {op!r}")
+
+
+def flush_outboxes(uri: str, folder: Path) -> int:
+    """Send every run's queued writes in `folder`; returns how many runs still have writes waiting."""
+    waiting = 0
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        waiting += not Run(uri, path.stem, folder).flush()
+    return waiting
 
 
 def _param_value(value: Any) -> str:
