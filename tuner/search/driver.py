@@ -81,7 +81,7 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
         results = tuner.fit()
         # The trials' outcomes are read from MLflow: what waited for the server must be there first.
         flush_outboxes(record.tracking_uri, search_dir / OUTBOX_DIR)
-        record = _finish_record(record, results)
+        record = _finish_record(record, results, search_dir / OUTBOX_DIR)
         status = record.status
     except KeyboardInterrupt:
         status = INTERRUPTED
@@ -192,7 +192,8 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
         trainable,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE,
-            search_alg=SearchSpaceSearcher(spec, RepeatLog(record.tracking_uri, record.parent_run_id)),
+            search_alg=SearchSpaceSearcher(spec, RepeatLog(record.tracking_uri, record.parent_run_id,
+                                                                    search_dir / OUTBOX_DIR)),
             scheduler=ASHAScheduler(time_attr="epoch", max_t=spec.asha.max_epochs,
                                     grace_period=spec.asha.grace_period,
                                     reduction_factor=spec.asha.reduction_factor),
@@ -204,12 +205,12 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0),
             callbacks=[TrialEvents(record.tracking_uri, record.experiment_id, record.parent_run_id,
-                                   spec.asha.max_epochs)],
+                                   spec.asha.max_epochs, search_dir / OUTBOX_DIR)],
         ),
     )
 
 
-def _finish_record(record: SearchRecord, results: tune.ResultGrid) -> SearchRecord:
+def _finish_record(record: SearchRecord, results: tune.ResultGrid, outbox: Path) -> SearchRecord:
     """Summarise every trial from the status its MLflow run ended with (see `TrialEvents`).
 
     A run still RUNNING now belongs to a trial Tune never finished (the search was interrupted): it
@@ -228,7 +229,7 @@ def _finish_record(record: SearchRecord, results: tune.ResultGrid) -> SearchReco
         else:
             status = INTERRUPTED
         if run is not None and run.info.status == "RUNNING":
-            Run(record.tracking_uri, run.info.run_id, Path(record.space).parent / OUTBOX_DIR).finish(status)
+            Run(record.tracking_uri, run.info.run_id, outbox).finish(status)
         metrics = result.metrics or {}
         if metrics.get(INFEASIBLE_FLAG):
             status = INFEASIBLE

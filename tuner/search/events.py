@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -30,11 +31,12 @@ class RepeatLog:
 
     tracking_uri: str
     parent_run_id: str
+    outbox: Path | None = None
 
     def __call__(self, repeat: Duplicate, repeats: list[Duplicate]) -> None:
         how = "reused its result" if repeat.outcome == "reused" else "it is still training"
         print(f"  TPE proposed {repeat.repeats_trial}'s configuration again ({how}); sampling anew", flush=True)
-        parent = Run(self.tracking_uri, self.parent_run_id)
+        parent = Run(self.tracking_uri, self.parent_run_id, self.outbox)
         parent.log_text(json.dumps([asdict(d) for d in repeats], indent=2), "repeats.json")
         parent.set_tags({"repeats_skipped": len(repeats)})
 
@@ -46,8 +48,10 @@ class TrialEvents(tune.Callback):
     (always so when the process dies), so the driver, which knows the outcome, ends it too.
     """
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, max_epochs: int) -> None:
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, max_epochs: int,
+                 outbox: Path | None = None) -> None:
         self.tracking_uri = tracking_uri
+        self.outbox = outbox
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.max_epochs = max_epochs
@@ -78,7 +82,7 @@ class TrialEvents(tune.Callback):
         try:
             for run in child_runs(self.tracking_uri, self.experiment_id, self.parent_run_id, trial_id):
                 if run.info.status == "RUNNING":
-                    Run(self.tracking_uri, run.info.run_id).finish(status)
+                    Run(self.tracking_uri, run.info.run_id, self.outbox).finish(status)
         except (MlflowException, OSError) as exc:
             # A tracking server that is away must not stop the search; the record on disk has the outcome.
             print(f"  warning: could not end the MLflow run of trial {trial_id} ({first_line(exc)})", flush=True)
