@@ -244,6 +244,12 @@ class FastMRISliceDataset(Dataset):
         volume = self._volumes[file_idx]
         return str(Category(volume.organ, volume.stored_acceleration or self._masks[choice][0]))
 
+    @property
+    def value_arrays(self) -> list[tuple[Path, str]]:
+        """Every (file, dataset key) holding measured values: k-space and, where present, targets."""
+        return [(volume.path, key) for volume in self._volumes
+                for key in ("kspace", "reconstruction_rss")[:1 + volume.has_target]]
+
     def largest_slice(self) -> int:
         """Index of a slice of the largest (coils x height x width) shape: a step's memory worst case."""
         file_idx = max(range(len(self._volumes)), key=lambda i: int(np.prod(self._volumes[i].shape)))

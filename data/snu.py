@@ -12,7 +12,7 @@ needs the fully sampled data, on the device the model runs on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -73,6 +73,22 @@ def require_finite(values: np.ndarray, path: Path, what: str) -> np.ndarray:
     if not np.isfinite(values).all():
         raise DataFormatError(f"{path}: {what} holds NaN or infinite values")
     return values
+
+
+def require_finite_arrays(arrays: Iterable[tuple[Path, str]]) -> int:
+    """Read every (file, dataset key) in `arrays` one slice at a time; the bytes read, or the first
+    non-finite slice as a DataFormatError naming the file, key and slice.
+
+    The readers check each slice as they read it; this reads everything once up front, so that a bad
+    value deep in a large set is found before days of training, not when an epoch first reaches it.
+    """
+    scanned = 0
+    for path, key in arrays:
+        with open_h5(path) as f:
+            values = h5_dataset(f, key, path)
+            for slice_idx in range(values.shape[0]):
+                scanned += require_finite(values[slice_idx], path, f"{key} slice {slice_idx}").nbytes
+    return scanned
 
 
 def to_sample(raw: RawSlice, fname: str, slice_idx: int) -> VarNetSample:
@@ -257,6 +273,12 @@ class SNUSliceDataset(Dataset):
     def categories(self) -> list[str]:
         """The category of every slice, in dataset order."""
         return [self._infos[file_idx].category for file_idx, _ in self._index]
+
+    @property
+    def value_arrays(self) -> list[tuple[Path, str]]:
+        """Every (file, dataset key) holding measured values: k-space and targets."""
+        return [pair for info in self._infos
+                for pair in ((info.kspace_path, "kspace"), (info.image_path, "image_label"))]
 
     def largest_slice(self) -> int:
         """Index of a slice of the largest (coils x height x width) shape: a step's memory worst case."""

@@ -5,6 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -73,8 +74,6 @@ def test_a_checkpoint_whose_model_is_not_a_mapping_is_one_line(tmp_path, tiny_da
 
 def _poison(path: Path, key: str) -> None:
     """Make one value of `key` in an h5 file NaN, as a corrupt acquisition or a bad export would."""
-    import h5py
-
     with h5py.File(path, "r+") as f:
         values = f[key][()]
         values.flat[0] = np.nan
@@ -107,6 +106,24 @@ def test_non_finite_values_are_a_data_error_naming_the_file(tmp_path, tiny_data,
     _poison(out / kspace.name, "reconstruction")
     err = _one_error_line(capsys, ["evaluate", "--recon", str(out), "--data", str(clean)])
     assert f"{kspace.name}: reconstruction holds NaN or infinite values" in err
+
+
+def test_a_search_reads_every_value_before_it_starts(tmp_path, tiny_data, capsys):
+    """A NaN in the last slice of a validation target is found before any trial, store or search folder exists."""
+    from tests.conftest import TINY_SPACE
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    image = sorted((data / "val" / "image").glob("*.h5"))[-1]
+    with h5py.File(image, "r+") as f:
+        last = f["image_label"].shape[0] - 1
+        values = f["image_label"][()]
+        values[last, -1, -1] = np.inf
+        f["image_label"][...] = values
+    err = _one_error_line(capsys, ["search", str(TINY_SPACE), "--data", str(data), "--storage",
+                                   str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert err == f"error: {image}: image_label slice {last} holds NaN or infinite values"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
 def test_an_unreachable_tracking_server_is_one_line_before_anything_starts(tmp_path, tiny_data, capsys):

@@ -17,6 +17,7 @@ from data import DataFormatError
 from data import validation as check
 from data.augment import MaskBank
 from data.layout import open_split
+from data.snu import require_finite_arrays
 from tuner.commands.demo_data import demo_spec, ensure_demo_data
 from tuner.config.space import SearchSpace, load_space
 from tuner.contract import INTERRUPTED, RECORD_FILE, SearchError, SpecError
@@ -89,14 +90,18 @@ def resumed_settings(args: argparse.Namespace, storage: Path) -> tuple[SearchSpa
 
 
 def check_data(spec: SearchSpace, root: Path) -> None:
-    """Open both splits once, check the training shapes against the largest batch size and the mask bank."""
+    """Open both splits, check the training shapes against the largest batch size and the mask bank, then
+    read every value once: a NaN anywhere is an error now rather than a crashed trial days later."""
     if not root.is_dir():
         raise DataFormatError(f"{root}: no such data directory")
     train, val = open_split(root, "train"), open_split(root, "val")
     require_one_shape(train.files, spec.largest_value("train.batch_size", 1))
     if spec.mask_bank is not None:
         MaskBank.load(spec.mask_bank)
-    print(f"data: {root} ({len(train)} training slices, {len(val)} validation slices)")
+    start = time.perf_counter()
+    scanned = require_finite_arrays(train.value_arrays + val.value_arrays)
+    print(f"data: {root} ({len(train)} training slices, {len(val)} validation slices; "
+          f"{scanned / 1e9:.2f} GB of values checked finite in {time.perf_counter() - start:.1f} s)")
 
 
 def _demo_root(spec: SearchSpace, space: Path) -> Path:
