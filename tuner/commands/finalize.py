@@ -131,7 +131,7 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
         if checkpoint is None:
             final_dir.rmdir()  # created empty above and nothing trained yet: leave nothing half-made behind
         raise FinalizeError(f"{best.name} of {record.name}: {exc}") from None
-    if not run.flush():
+    if not run.flush(force=True):
         print(f"warning: the tracking server is away; this run's last MLflow writes wait in "
               f"{final_dir / OUTBOX_DIR}; `finalize --resume` sends them", file=out)
     result = FinalResult(final_dir, run.run_id, session.best_epoch, session.best_val_ssim, name, version)

@@ -5,12 +5,14 @@ metrics, tags, texts, its status) that fail because the server cannot be reached
 `<outbox>/<run_id>.jsonl`, and every later write of that run first sends what waits there, in order.
 The driver sends every outbox when a search ends and when it resumes. Calls that cannot be queued
 (creating a run, reading a metric history) wait for the server instead, with a capped backoff, for up
-to `PATIENCE_S` before they fail.
+to `patience_s()` before they fail: 10 minutes, or the seconds in the environment variable
+`VARNET_TUNER_TRACKING_PATIENCE_S`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -20,9 +22,10 @@ from typing import Any, TypeVar
 from mlflow.exceptions import MlflowException
 
 from data.atomic import atomic_path
+from tuner.contract import TrackingError
 
 T = TypeVar("T")
-PATIENCE_S = 600.0
+PATIENCE_ENV = "VARNET_TUNER_TRACKING_PATIENCE_S"
 _MAX_DELAY_S = 30.0
 
 
@@ -36,9 +39,38 @@ def is_unreachable(exc: BaseException) -> bool:
     return False
 
 
-def patiently(call: Callable[[], T], patience_s: float = PATIENCE_S) -> T:
-    """`call()`, retried with a backoff capped at 30 s while the server cannot be reached, for up to `patience_s`."""
-    deadline, delay = time.monotonic() + patience_s, 1.0
+# After a write found the server away, writes go straight to the outbox for this long: each try costs
+# seconds of MLflow's own retries, and a trial should not pay them on every metric.
+_AWAY_FOR_S = 15.0
+_away_until = 0.0
+
+
+def note_unreachable() -> None:
+    """Remember (in this process) that the server did not answer: writes queue without trying for a while."""
+    global _away_until
+    _away_until = time.monotonic() + _AWAY_FOR_S
+
+
+def may_answer() -> bool:
+    """False for a while after the server last did not answer: try it again only then."""
+    return time.monotonic() >= _away_until
+
+
+def patience_s() -> float:
+    """How long a call that cannot be queued waits for an unreachable server (a positive number of seconds)."""
+    raw = os.environ.get(PATIENCE_ENV, "600")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0 or math.isinf(seconds):
+        raise TrackingError(f"{PATIENCE_ENV}: expected a positive number of seconds, got {raw!r}")
+    return seconds
+
+
+def patiently(call: Callable[[], T]) -> T:
+    """`call()`, retried with a backoff capped at 30 s while the server cannot be reached, for up to `patience_s()`."""
+    deadline, delay = time.monotonic() + patience_s(), 1.0
     while True:
         try:
             return call()
@@ -67,14 +99,17 @@ class Outbox:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def send(self, apply: Callable[[dict[str, Any]], None]) -> bool:
+    def send(self, apply: Callable[[dict[str, Any]], None], force: bool = False) -> bool:
         """Send the waiting writes in order through `apply`; True when none is left.
 
         The first write that still cannot reach the server stops the sending; it and those after it
-        stay queued (rewritten atomically, so a crash here loses nothing).
+        stay queued (rewritten atomically, so a crash here loses nothing). Unless `force`d, nothing is
+        tried while the server was away moments ago (`may_answer`).
         """
         if not self.waiting:
             return True
+        if not force and not may_answer():
+            return False
         writes = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
         for index, write in enumerate(writes):
             try:
@@ -82,6 +117,7 @@ class Outbox:
             except Exception as exc:
                 if not is_unreachable(exc):
                     raise
+                note_unreachable()
                 with atomic_path(self.path) as tmp:
                     tmp.write_text("".join(json.dumps(w) + "\n" for w in writes[index:]))
                 return False

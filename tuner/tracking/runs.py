@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from data.errors import first_line
 from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INTERRUPTED, STOPPED_EARLY, TrackingError
-from tuner.tracking.outbox import Outbox, is_unreachable, patiently
+from tuner.tracking.outbox import Outbox, is_unreachable, may_answer, note_unreachable, patience_s, patiently
 
 PARENT_TAG = "mlflow.parentRunId"
 STATUS_TAG = "status"
@@ -65,6 +65,7 @@ def open_store(uri: str) -> None:
     one of them fails ("duplicate column") or leaves it half-migrated. A server is asked for one
     experiment, once, so that an unreachable one is one line now rather than minutes of retries later.
     """
+    patience_s()  # a bad setting is an error now, not when the server first goes away
     path = sqlite_path(uri)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,23 +182,25 @@ class Run:
         self.set_tags({STATUS_TAG: status})
         self._write({"op": "status", "status": RUN_STATES[status]})
 
-    def flush(self) -> bool:
-        """Send the writes waiting in the outbox; True when none is left."""
-        return self.outbox is None or self.outbox.send(self._apply)
+    def flush(self, force: bool = False) -> bool:
+        """Send the writes waiting in the outbox; True when none is left. `force`: try even if the server
+        was away moments ago."""
+        return self.outbox is None or self.outbox.send(self._apply, force)
 
     def _write(self, write: dict[str, Any]) -> None:
         if self.outbox is None:
             self._apply(write)
             return
-        if not self.flush():
-            self.outbox.add(write)  # keep the order: nothing overtakes what is already waiting
-            return
-        try:
-            self._apply(write)
-        except Exception as exc:
-            if not is_unreachable(exc):
-                raise
-            self.outbox.add(write)
+        # Nothing overtakes what is already waiting: the write is sent only once the outbox is empty.
+        if self.flush() and may_answer():
+            try:
+                self._apply(write)
+                return
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                note_unreachable()
+        self.outbox.add(write)
 
     def _apply(self, write: dict[str, Any]) -> None:
         op, run_id = write["op"], self.run_id
@@ -223,12 +226,19 @@ class Run:
             raise ValueError(f"unknown queued MLflow write {op!r}")
 
 
-def flush_outboxes(uri: str, folder: Path) -> int:
-    """Send every run's queued writes in `folder`; returns how many runs still have writes waiting."""
-    waiting = 0
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        waiting += not Run(uri, path.stem, folder).flush()
-    return waiting
+def flush_outboxes(uri: str, folder: Path, *, patient: bool = False) -> None:
+    """Send every run's queued writes in `folder`, trying the server now. `patient`: wait for an unreachable
+    server (`patiently`), and raise ConnectionError if writes still wait after that."""
+    def send_all() -> None:
+        waiting = sum(not Run(uri, path.stem, folder).flush(force=True)
+                      for path in (sorted(folder.glob("*.jsonl")) if folder.is_dir() else []))
+        if waiting and patient:
+            raise ConnectionError(f"{waiting} runs' writes still wait for {uri}")
+
+    if patient:
+        patiently(send_all)
+    else:
+        send_all()
 
 
 def _param_value(value: Any) -> str:
