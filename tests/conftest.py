@@ -30,7 +30,9 @@ def ray_instance():
     seconds to start."""
     import ray
 
+    from tuner.search.cluster import worker_env
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,
-             logging_level="WARNING")
+             logging_level="WARNING", runtime_env={"env_vars": worker_env()})
     yield ray
     ray.shutdown()

@@ -15,7 +15,7 @@ from pathlib import Path
 from tuner.commands.search import keep_local_ray_on_loopback
 keep_local_ray_on_loopback()
 import ray
-from tuner.search.driver import connect_ray
+from tuner.search.cluster import connect_ray
 assert connect_ray(None)
 ray.get(ray.remote(lambda: 1).remote())  # a worker process is up too
 

@@ -1,7 +1,11 @@
 """A file handed to the tool never runs code: a malicious pickle planted where a checkpoint, a trial folder, a
 finalize state or a registered model should be is refused with one `error:` line, and its payload never runs."""
 
+import os
 import pathlib
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,12 +13,14 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from models import build_model
+from tests.conftest import TINY_SPACE
 from tests.search_records import one_trial_search
 from tuner.cli import main
 from tuner.config.trial import TrialConfig
+from tuner.search.record import SearchRecord
 from tuner.tracking.models import WEIGHTS_FILE, register_model
 from tuner.tracking.runs import Run, ensure_experiment
-from tuner.train.checkpoint import CheckpointError, TrainingCheckpoint
+from tuner.train.checkpoint import TrainingCheckpoint
 
 TINY = {"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2, "model.pools": 2, "model.sens_chans": 2,
         "model.sens_pools": 2}
@@ -76,12 +82,36 @@ def test_finalize_resume_refuses_a_planted_last_checkpoint(tmp_path, tiny_data, 
     assert "last.pt: refused to load" in err
 
 
-def test_a_trials_planted_state_is_refused_by_the_loader_a_resumed_search_uses(tmp_path):
-    """`search --resume` restores each trial through `TrainingCheckpoint.load` inside its Ray worker."""
-    _plant(tmp_path / "state.pt", tmp_path / "marker")
-    with pytest.raises(CheckpointError, match="refused to load"):
-        TrainingCheckpoint.load(tmp_path / "state.pt")
-    assert not (tmp_path / "marker").exists()
+def test_a_resumed_search_refuses_a_trials_planted_state_inside_its_ray_worker(tmp_path, tiny_data):
+    """Ctrl-C mid-trial, a payload planted as the trial's checkpoint, `--resume`: the trial fails with the refusal
+    (real Ray restores it in a worker process), the payload never runs and the search ends without a best trial."""
+    marker = tmp_path / "marker"
+    search = subprocess.Popen(
+        [sys.executable, "-m", "tuner", "search", str(TINY_SPACE), "--data", str(tiny_data), "--name", "p",
+         "--num-samples", "1", "--max-epochs", "8"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, start_new_session=True)
+    try:
+        for line in search.stdout:
+            if line.startswith("  t001") and " epoch 2/" in line:
+                break  # Tune has recorded epoch 1's checkpoint (epoch 2's may still be on its way)
+        search.send_signal(signal.SIGINT)
+        search.communicate(timeout=180)
+    finally:
+        if search.poll() is None:
+            os.killpg(search.pid, signal.SIGKILL)
+    assert search.returncode == 130
+    states = list((tmp_path / "tuner_runs" / "p").glob("t001_*/checkpoint_*/state.pt"))
+    assert states
+    for state in states:
+        _plant(state, marker)
+
+    resumed = subprocess.run([sys.executable, "-m", "tuner", "search", "--name", "p", "--resume"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+    assert not marker.exists(), "the planted payload ran"
+    assert resumed.returncode == 1, resumed.stderr[-3000:]
+    assert "state.pt: refused to load" in (resumed.stdout + resumed.stderr)
+    record = SearchRecord.load(tmp_path / "tuner_runs" / "p" / "search.json")
+    assert [t.status for t in record.trials] == ["failed"] and record.best is None
 
 
 def test_a_registered_model_whose_weights_were_replaced_is_refused(tmp_path, tiny_data, capsys):

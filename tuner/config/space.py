@@ -50,6 +50,8 @@ class AshaSettings:
 @dataclass(frozen=True)
 class ResourceSettings:
     cpus_per_trial: int | None = None
+    # How many trials share one GPU; "auto": as many as the card's memory holds at vram_budget_gb each.
+    trials_per_gpu: int | str = "auto"
     vram_budget_gb: float = 8.0
     # A configuration that fits the budget only with activation checkpointing trains with it.
     auto_checkpointing: bool = True
@@ -189,6 +191,9 @@ def _parse(raw: Any, path: Path) -> SearchSpace:
     resources = _settings(ResourceSettings, raw.get("resources", {}), "resources")
     if resources.cpus_per_trial is not None:
         check.integer("resources.cpus_per_trial", resources.cpus_per_trial, 1)
+    per_gpu = resources.trials_per_gpu
+    check.require(per_gpu == "auto" or (type(per_gpu) is int and per_gpu >= 1), "resources.trials_per_gpu",
+                  "auto or an integer >= 1", per_gpu)
     if resources.vram_budget_gb <= 0:
         raise SpecError(f"resources.vram_budget_gb: expected > 0, got {resources.vram_budget_gb!r}")
     data = check.mapping("data", raw.get("data", {}))

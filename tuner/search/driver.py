@@ -28,22 +28,30 @@ from tuner.config.space import SearchSpace
 from tuner.contract import (
     COMPLETED,
     FAILED,
+    FORGOTTEN_TAG,
     INFEASIBLE,
     INFEASIBLE_FLAG,
     INTERRUPTED,
     METRIC,
     MODE,
+    NODE_TAG,
     OUTBOX_DIR,
     RECORD_FILE,
     SCORED,
     SPACE_FILE,
     SearchError,
+    TrackingError,
 )
+from tuner.search.cluster import cluster_nodes, connect_ray
 from tuner.search.events import RepeatLog, TrialEvents, trial_dirname, trial_name
+from tuner.search.placement import AUTO, plan_trials
 from tuner.search.record import SearchRecord, TrialSummary
 from tuner.search.searcher import SearchSpaceSearcher
 from tuner.search.trainable import TrialContext, run_trial
+from tuner.tracking.outbox import is_unreachable, patience_s
 from tuner.tracking.runs import STATUS_TAG, Run, child_runs, ensure_experiment, flush_outboxes, ui_command
+
+TRIAL_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -79,9 +87,19 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
     try:
         tuner = _make_tuner(spec, options, record, out)
         results = tuner.fit()
-        # The trials' outcomes are read from MLflow: what waited for the server must be there first.
-        flush_outboxes(record.tracking_uri, search_dir / OUTBOX_DIR)
-        record = _finish_record(record, results, search_dir / OUTBOX_DIR)
+        try:
+            # The trials' outcomes are read from MLflow: what waited for the server must be there first.
+            flush_outboxes(record.tracking_uri, search_dir / OUTBOX_DIR, patient=True)
+            record = _finish_record(record, results, search_dir / OUTBOX_DIR)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            # Nothing is lost: the checkpoints and the outbox are on disk, and --resume finishes the search.
+            status = INTERRUPTED
+            raise TrackingError(
+                f"--tracking-uri {record.tracking_uri}: the server stayed unreachable for {patience_s():.0f} s "
+                f"when the trials ended; their results wait in {search_dir / OUTBOX_DIR}; once it is back, "
+                f"finish the search: python -m tuner search --name {options.name} --resume") from None
         status = record.status
     except KeyboardInterrupt:
         status = INTERRUPTED
@@ -148,28 +166,6 @@ def _start_record(spec: SearchSpace, options: SearchOptions, search_dir: Path) -
     return record, parent
 
 
-def connect_ray(address: str | None) -> bool:
-    """Join the given cluster, or start a local Ray; True when this process started it."""
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, log_to_driver=False)
-        return False
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="WARNING")
-    return True
-
-
-def _trial_resources(spec: SearchSpace) -> tuple[dict[str, float], int]:
-    """One GPU per trial where the cluster has GPUs (trials then run one per GPU); else one trial on all CPUs."""
-    cluster = ray.cluster_resources()
-    gpus = int(cluster.get("GPU", 0))
-    cpus = max(1, int(cluster.get("CPU", 1)))
-    if gpus:
-        per_trial_cpus = spec.resources.cpus_per_trial or max(1, cpus // gpus)
-        return {"cpu": per_trial_cpus, "gpu": 1}, gpus
-    return {"cpu": min(spec.resources.cpus_per_trial or cpus, cpus)}, 1
-
-
 def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord, out: TextIO) -> tune.Tuner:
     context = TrialContext(
         search_name=record.name, data_root=record.data_root, tracking_uri=record.tracking_uri,
@@ -182,12 +178,16 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Ray's newer console output advertises TensorBoard; our per-epoch lines and MLflow replace it.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    resources, concurrency = _trial_resources(spec)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+    settings = spec.resources
+    placement = plan_trials(cluster_nodes(probe_gpus=settings.trials_per_gpu == AUTO), settings.cpus_per_trial,
+                            settings.trials_per_gpu, settings.vram_budget_gb)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), placement.resources)
     search_dir = options.storage / options.name
+    print(f"trials: {placement.concurrency} at a time ({placement.reason})", file=out)
     if options.resume:
-        return tune.Tuner.restore(str(search_dir), trainable, resume_unfinished=True, resume_errored=False)
-    print(f"trials: {spec.search.num_samples}, {concurrency} at a time, each {resources}", file=out)
+        # Errored trials run again from their last checkpoint: what failed them (a tracking server away
+        # for longer than the patience, a lost node) has usually passed by the time a user resumes.
+        return tune.Tuner.restore(str(search_dir), trainable, resume_unfinished=True, resume_errored=True)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -197,13 +197,14 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
             scheduler=ASHAScheduler(time_attr="epoch", max_t=spec.asha.max_epochs,
                                     grace_period=spec.asha.grace_period,
                                     reduction_factor=spec.asha.reduction_factor),
-            num_samples=spec.search.num_samples, max_concurrent_trials=concurrency,
+            num_samples=spec.search.num_samples, max_concurrent_trials=placement.concurrency, reuse_actors=True,
             trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=options.name, storage_path=str(options.storage), verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0),
+            # A trial whose worker or node died runs again from its last checkpoint, on any node.
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
             callbacks=[TrialEvents(record.tracking_uri, record.experiment_id, record.parent_run_id,
                                    spec.asha.max_epochs, search_dir / OUTBOX_DIR)],
         ),
@@ -237,8 +238,10 @@ def _finish_record(record: SearchRecord, results: tune.ResultGrid, outbox: Path)
         if val_ssim is not None and math.isnan(val_ssim):
             val_ssim = None
         trials.append(TrialSummary(name=name, trial_id=trial_id, status=status, epochs=int(metrics.get("epoch", 0)),
-                                   val_ssim=val_ssim, config=dict(result.config or {})))
+                                   val_ssim=val_ssim, config=dict(result.config or {}), nodes=_nodes(result)))
     record.trials = sorted(trials, key=lambda t: t.name)
+    _end_forgotten_runs(record, [r for trial_id, r in runs.items() if trial_id not in {t.trial_id for t in trials}],
+                        outbox)
     finished = [t for t in record.trials if t.val_ssim is not None and t.status in SCORED]
     if finished:
         # A trial's last reported value, and trials that trained to the end rank above stopped ones.
@@ -247,6 +250,32 @@ def _finish_record(record: SearchRecord, results: tune.ResultGrid, outbox: Path)
     unfinished = any(t.status == INTERRUPTED for t in record.trials)
     record.status = INTERRUPTED if unfinished or len(record.trials) < record.expected_trials else COMPLETED
     return record
+
+
+def _nodes(result: Any) -> list[str]:
+    """The nodes that reported the trial's epochs, in order: every report is kept in its progress file."""
+    history = result.metrics_dataframe
+    if history is None or NODE_TAG not in history:
+        return []
+    return list(dict.fromkeys(str(node) for node in history[NODE_TAG].dropna()))
+
+
+def _end_forgotten_runs(record: SearchRecord, runs: list[Any], outbox: Path) -> None:
+    """End and label the runs of trials that Tune itself has no record of.
+
+    A kill can land after a trial opened its MLflow run but before Tune saved its experiment state
+    with that trial in it. The resumed search never sees that trial (its number is proposed again, to
+    a new trial with a new run); the old run stays, as everything logged does, but ended and named
+    for what it is, so no trial appears twice.
+    """
+    for run in runs:
+        forgotten = Run(record.tracking_uri, run.info.run_id, outbox)
+        if FORGOTTEN_TAG not in run.data.tags:
+            forgotten.set_tags({FORGOTTEN_TAG: "the search was killed before Ray Tune recorded this trial; "
+                                               "it is not part of the search",
+                                "mlflow.runName": f"{run.info.run_name} (not in the search)"})
+        if run.info.status == "RUNNING":
+            forgotten.finish(INTERRUPTED)
 
 
 def _search_params(spec: SearchSpace, options: SearchOptions) -> dict[str, Any]:

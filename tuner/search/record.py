@@ -21,6 +21,7 @@ class TrialSummary:
     epochs: int
     val_ssim: float | None
     config: dict[str, Any]
+    nodes: list[str] = field(default_factory=list)  # Ray nodes that trained it, first to last
 
 
 @dataclass

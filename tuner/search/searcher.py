@@ -56,7 +56,10 @@ class SearchSpaceSearcher(OptunaSearch):
         super().__init__(
             space=spec.sample, metric=METRIC, mode=MODE,
             points_to_evaluate=[dict(p) for p in spec.search.points_to_evaluate] or None,
-            sampler=optuna.samplers.TPESampler(seed=spec.search.seed, n_startup_trials=spec.search.startup_trials),
+            # Trials run concurrently when packed or on a cluster: the constant liar scores the ones still
+            # running as the worst so far, so that TPE does not propose the same region to each of them.
+            sampler=optuna.samplers.TPESampler(seed=spec.search.seed, n_startup_trials=spec.search.startup_trials,
+                                               constant_liar=True),
         )
         self._spec = spec
         self._max_epochs = spec.asha.max_epochs

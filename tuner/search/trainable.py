@@ -11,16 +11,18 @@ owes (MLflow metrics, the checkpoint, the status) is settled before the report.
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
+import torch
 from ray import tune
 
 from tuner.config.trial import TrialConfig
-from tuner.contract import INFEASIBLE_FLAG, METRIC, STATE_FILE
+from tuner.contract import INFEASIBLE_FLAG, METRIC, NODE_TAG, STATE_FILE
 from tuner.tracking.runs import PARENT_TAG, Run, child_runs
 from tuner.train import devices
 from tuner.train.checkpoint import TrainingCheckpoint
@@ -48,6 +50,17 @@ class TrialContext:
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one configuration for up to `context.max_epochs`, resuming from Tune's checkpoint if any."""
+    device = devices.resolve_device()
+    try:
+        _train(config, context, device)
+    finally:
+        # Tune hands this worker process the next trial (no new Python, torch and MLflow per trial):
+        # this trial's tensors are garbage now, and the allocator's cached blocks go back to the card.
+        gc.collect()
+        devices.release_cached_memory(device)
+
+
+def _train(config: dict[str, Any], context: TrialContext, device: torch.device) -> None:
     requested = TrialConfig.from_flat(config)
     checkpoint = _restored_checkpoint()
     trial = tune.get_context()
@@ -64,12 +77,15 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                         name=f"{trial.get_trial_name()} {requested.short_name()}",
                         tags={PARENT_TAG: context.parent_run_id, "search": context.search_name,
                               "tune.trial_id": trial.get_trial_id(), "model": requested.model.NAME}, outbox=outbox)
+    # Which cluster node trains this trial (after a node failure, the node it moved to).
+    node = ray.get_runtime_context().get_node_id()
+    run.set_tags({NODE_TAG: node})
     session = TrainingSession(run, context.max_epochs, int(context.vram_budget_gb * GIB))
     try:
         with session:
             cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
             data = TrialData(Path(context.data_root), requested.train, requested.augment, context.mask_bank,
-                             devices.resolve_device(), cpus)
+                             device, cpus)
             if checkpoint is None:
                 session.begin(data, requested, context.auto_checkpointing)
             else:
@@ -77,7 +93,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             for epoch in session.epochs():
                 with tempfile.TemporaryDirectory() as tmp:
                     session.checkpoint().save(Path(tmp) / STATE_FILE)
-                    tune.report(epoch.metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+                    tune.report({**epoch.metrics, NODE_TAG: node}, checkpoint=tune.Checkpoint.from_directory(tmp))
     except Exception as exc:
         if not isinstance(exc, OutOfBudget) and not is_out_of_memory(exc):
             raise

@@ -69,6 +69,11 @@ def total_memory(device: torch.device) -> int:
     return torch.cuda.get_device_properties(cuda_index(device)).total_memory
 
 
+def smallest_card_bytes() -> int:
+    """Bytes of memory on the smallest CUDA device this process sees."""
+    return min(total_memory(torch.device("cuda", i)) for i in range(torch.cuda.device_count()))
+
+
 def memory_fraction(budget_bytes: int, total_bytes: int) -> float:
     """The fraction of a card's memory that is the budget, at most the whole card."""
     if budget_bytes <= 0 or total_bytes <= 0:
