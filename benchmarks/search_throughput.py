@@ -13,7 +13,9 @@ the same amount. Per run:
   probe) to its end: the work a trial does itself;
 - overhead: 1 - trial time / (wall x trials at once), the share of the slots' time that went to
   anything but a trial: starting Ray and workers, scheduling, Tune's bookkeeping, the driver's
-  MLflow writes, and slots left idle.
+  MLflow writes, and slots left idle. Split into startup (command start to the first trial's run),
+  teardown (the last trial's end to the command's exit; both fixed per search, whatever its
+  length) and the overhead between the first trial's start and the last one's end (per trial).
 """
 
 from __future__ import annotations
@@ -36,19 +38,21 @@ from tuner.search.record import SearchRecord
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_search(space: Path, work: Path, name: str, trials: int) -> tuple[float, float, int]:
-    """(wall seconds, summed trial seconds, trials recorded) of one search."""
+def run_search(space: Path, work: Path, name: str, trials: int) -> dict[str, float]:
+    """Wall seconds of one search, and where they went, from its trials' MLflow runs."""
     store = f"sqlite:///{work / 'mlflow.db'}"
-    start = time.perf_counter()
+    started = time.time()
     subprocess.run([sys.executable, "-m", "tuner", "search", str(space), "--name", name, "--storage",
                     str(work / "runs"), "--tracking-uri", store, "--num-samples", str(trials)],
                    cwd=work, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    wall = time.perf_counter() - start
+    ended = time.time()
     record = SearchRecord.load(work / "runs" / name / "search.json")
     runs = MlflowClient(store).search_runs(
         [record.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{record.parent_run_id}'")
-    trial_seconds = sum((run.info.end_time - run.info.start_time) / 1000 for run in runs)
-    return wall, trial_seconds, len(record.trials)
+    first, last = min(run.info.start_time for run in runs) / 1000, max(run.info.end_time for run in runs) / 1000
+    return {"trials": len(record.trials), "wall": ended - started, "startup": first - started,
+            "teardown": ended - last, "span": last - first,
+            "trial_s": sum((run.info.end_time - run.info.start_time) / 1000 for run in runs)}
 
 
 def main() -> None:
@@ -71,18 +75,21 @@ def main() -> None:
             raw["resources"] = {**raw.get("resources", {}), "cpus_per_trial": max(1, cpus // at_once)}
             space = work / f"space{at_once}.yaml"
             space.write_text(yaml.safe_dump(raw, sort_keys=False))
-            wall, trial_s, done = run_search(space, work, f"at-once-{at_once}", args.trials)
-            rows.append((at_once, cpus // at_once, done, wall, trial_s))
+            rows.append((at_once, cpus // at_once, run_search(space, work, f"at-once-{at_once}", args.trials)))
             print(f"measured: {at_once} at a time", flush=True)
     print(f"\n{args.space.name} on the demo data, {args.trials} trials x {args.epochs} epochs, {cpus} CPUs\n")
-    print("| trials at once | CPUs per trial | trials | wall s | trials/hour | mean trial s | overhead |")
-    print("|---|---|---|---|---|---|---|")
-    for at_once, per_trial, done, wall, trial_s in rows:
-        overhead = 1 - trial_s / (wall * at_once)
-        print(f"| {at_once} | {per_trial} | {done} | {wall:.0f} | {3600 * done / wall:.1f} | {trial_s / done:.0f} | "
-              f"{100 * overhead:.1f} % |")
-    (_, _, done1, wall1, _), (_, _, done2, wall2, _) = rows
-    print(f"\ntrials/hour, 2 at once / 1 at a time: {(done2 / wall2) / (done1 / wall1):.2f}x")
+    print("| trials at once | CPUs per trial | trials | wall s | trials/hour | mean trial s | overhead | "
+          "startup s | teardown s | overhead between first start and last end |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for at_once, per_trial, m in rows:
+        overhead = 1 - m["trial_s"] / (m["wall"] * at_once)
+        between = 1 - m["trial_s"] / (m["span"] * at_once)
+        print(f"| {at_once} | {per_trial} | {m['trials']} | {m['wall']:.0f} | {3600 * m['trials'] / m['wall']:.1f} | "
+              f"{m['trial_s'] / m['trials']:.0f} | {100 * overhead:.1f} % | {m['startup']:.1f} | {m['teardown']:.1f} | "
+              f"{100 * between:.1f} % |")
+    (_, _, one), (_, _, two) = rows
+    ratio = (two["trials"] / two["wall"]) / (one["trials"] / one["wall"])
+    print(f"\ntrials/hour, 2 at once / 1 at a time: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
