@@ -40,6 +40,11 @@ def test_cpu_trials_come_from_each_nodes_cpus_not_the_drivers_machine():
         plan_trials(two_nodes, 2, "auto", 8.0)
 
 
+def test_a_cluster_with_nothing_to_offer_is_an_error():
+    with pytest.raises(SearchError, match="offer no CPU and no GPU"):
+        plan_trials([NodeCapacity(cpus=0)], None, "auto", 8.0)
+
+
 def test_gpu_nodes_that_lack_the_cpus_asked_for_are_an_error():
     with pytest.raises(SearchError, match="no GPU node of the cluster has that many"):
         plan_trials([NodeCapacity(cpus=4, gpus=1, gpu_memory_gb=80.0), NodeCapacity(cpus=64)], 8, 1, 8.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import ray
+from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tuner.search.placement import NodeCapacity
@@ -51,7 +52,10 @@ def cluster_nodes(probe_gpus: bool) -> list[NodeCapacity]:
         memory = None
         if gpus and probe_gpus:
             on_node = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-            memory = ray.get(_smallest_card_gb.options(num_gpus=gpus, scheduling_strategy=on_node).remote())
+            try:
+                memory = ray.get(_smallest_card_gb.options(num_gpus=gpus, scheduling_strategy=on_node).remote())
+            except RayTaskError:
+                memory = None  # a node whose torch cannot see its cards: one trial per card, as before packing
         nodes.append(NodeCapacity(cpus=int(offered.get("CPU", 0)), gpus=gpus, gpu_memory_gb=memory))
     return nodes
 

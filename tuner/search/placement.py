@@ -57,6 +57,8 @@ def plan_trials(nodes: Sequence[NodeCapacity], cpus_per_trial: int | None, trial
     if gpu_nodes:
         return _on_gpus(gpu_nodes, cpus_per_trial, trials_per_gpu, budget_gb)
     largest = max(node.cpus for node in nodes)
+    if largest == 0:
+        raise SearchError("the Ray cluster's nodes offer no CPU and no GPU to trials")
     cpus = cpus_per_trial or largest
     if cpus > largest:
         raise SearchError(f"resources.cpus_per_trial: {cpus} CPUs per trial, but the largest node of the cluster "
