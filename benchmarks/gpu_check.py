@@ -44,6 +44,7 @@ import torch
 from tuner.commands.memory import NamedConfig, SliceSource, load_config_file, memory_report
 from tuner.config.space import load_space
 from tuner.config.trial import TrialConfig
+from tuner.search.placement import packed_trials
 from tuner.train import devices
 from tuner.train.engine import Trainer
 from tuner.train.loaders import TrialData
@@ -124,9 +125,11 @@ def check_device(setup: Setup) -> Row:
     if not setup.on_card:
         return Row("device", "ran", f"{device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     ok = device.index is not None
+    card_gib = devices.smallest_card_bytes() / GIB
     figures = (f"{devices.device_name(device)}, {format_bytes(devices.total_memory(device))}, "
                f"bf16 {'native' if devices.supports_bf16(device) else 'no'}, torch {torch.__version__}, "
-               f"CUDA {torch.version.cuda}")
+               f"CUDA {torch.version.cuda}; smallest card {card_gib:.1f} GiB: a search packs "
+               f"{packed_trials(card_gib, 8.0)} trials of 8 GB on it")
     return Row("device", _verdict(ok, setup), figures)
 
 

@@ -68,6 +68,13 @@ def test_cpu_only_helpers_do_nothing_off_cuda():
     assert devices.supports_bf16(cpu) is False and devices.device_name(cpu) == "the CPU"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="sizes the cards where there are none")
+def test_the_card_size_used_for_packing_is_an_error_without_cards():
+    """Asked on a node without a visible card (the driver's machine, a CPU node), it says so instead of min([])."""
+    with pytest.raises(RuntimeError, match="no CUDA device is visible"):
+        devices.smallest_card_bytes()
+
+
 def _draws() -> tuple[float, float, float]:
     return random.random(), float(np.random.rand()), float(torch.rand(()))
 

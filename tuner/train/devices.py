@@ -70,8 +70,11 @@ def total_memory(device: torch.device) -> int:
 
 
 def smallest_card_bytes() -> int:
-    """Bytes of memory on the smallest CUDA device this process sees."""
-    return min(total_memory(torch.device("cuda", i)) for i in range(torch.cuda.device_count()))
+    """Bytes of memory on the smallest CUDA device this process sees; a RuntimeError when it sees none."""
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise RuntimeError("no CUDA device is visible to this process")
+    return min(total_memory(torch.device("cuda", i)) for i in range(count))
 
 
 def memory_fraction(budget_bytes: int, total_bytes: int) -> float:
