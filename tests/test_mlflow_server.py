@@ -11,6 +11,7 @@ from tests.mlflow_server import free_port, start_server, stop_server
 from tuner.commands.finalize import FinalizeOptions, finalize
 from tuner.config.space import load_space
 from tuner.search.driver import SearchOptions, run_search
+from tuner.search.storage import SearchStorage
 
 
 def _get(url: str) -> bytes:
@@ -36,7 +37,8 @@ def mlflow_server(tmp_path_factory):
 
 def test_search_and_finalize_log_through_an_mlflow_server(tmp_path, tiny_data, ray_instance, mlflow_server):
     spec = load_space(TINY_SPACE).replace(num_samples=2, max_epochs=1)
-    options = SearchOptions(name="http", storage=tmp_path / "runs", data_root=tiny_data, tracking_uri=mlflow_server)
+    options = SearchOptions(name="http", storage=SearchStorage(tmp_path / "runs"), data_root=tiny_data,
+                            tracking_uri=mlflow_server)
     printed = io.StringIO()
     record = run_search(spec, options, out=printed)
     assert record.status == "completed" and record.best is not None, (printed.getvalue(), record.trials)
@@ -53,7 +55,7 @@ def test_search_and_finalize_log_through_an_mlflow_server(tmp_path, tiny_data, r
         artifacts = json.loads(_get(f"{api}/artifacts/list?run_id={run['info']['run_id']}"))
         assert "config.yaml" in [f["path"] for f in artifacts["files"]]
 
-    result = finalize(FinalizeOptions(storage=options.storage, search="http", epochs=1), out=io.StringIO())
+    result = finalize(FinalizeOptions(storage=options.storage.local, search="http", epochs=1), out=io.StringIO())
     version = json.loads(_get(f"{mlflow_server}/api/2.0/mlflow/model-versions/get?"
                               f"name={result.registered_name}&version={result.registered_version}"))
     assert version["model_version"]["run_id"] == result.run_id

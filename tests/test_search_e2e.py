@@ -13,6 +13,7 @@ from tuner.commands.finalize import FinalizeOptions, finalize
 from tuner.config.space import load_space
 from tuner.contract import FinalizeError, SearchError
 from tuner.search.driver import SearchOptions, run_search
+from tuner.search.storage import SearchStorage
 from tuner.tracking.models import fetch_model
 
 
@@ -21,7 +22,7 @@ def search(tmp_path_factory, tiny_data, ray_instance):
     """One finished tiny search; the tests below read what it left behind."""
     work = tmp_path_factory.mktemp("search")
     spec = load_space(TINY_SPACE)
-    options = SearchOptions(name="e2e", storage=work / "runs", data_root=tiny_data,
+    options = SearchOptions(name="e2e", storage=SearchStorage(work / "runs"), data_root=tiny_data,
                             tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     out = io.StringIO()
     record = run_search(spec, options, out=out)
@@ -43,7 +44,7 @@ def test_search_runs_every_trial_and_asha_stops_some(search):
     assert record.best == max(completed, key=lambda t: t.val_ssim).name
     assert f"best trial: {record.best}" in printed
     assert f"mlflow ui --backend-store-uri {options.tracking_uri}" in printed
-    assert (options.storage / "e2e" / "search.json").exists()
+    assert (options.storage.local / "e2e" / "search.json").exists()
 
 
 def test_mlflow_holds_a_parent_run_with_one_child_per_trial(search):
@@ -86,7 +87,7 @@ def test_a_taken_search_name_is_refused(search, tiny_data):
 def test_finalize_trains_the_best_config_and_registers_it(search, tiny_data):
     spec, options, record, _ = search
     out = io.StringIO()
-    result = finalize(FinalizeOptions(storage=options.storage, search="e2e", epochs=2), out=out)
+    result = finalize(FinalizeOptions(storage=options.storage.local, search="e2e", epochs=2), out=out)
     assert result.best_epoch in (1, 2) and 0 < result.best_val_ssim < 1
     assert {"best.pt", "last.pt", "config.yaml", "final.json"} <= {p.name for p in result.directory.iterdir()}
     assert torch.load(result.directory / "last.pt", weights_only=False)["epoch"] == 2
@@ -110,4 +111,4 @@ def test_finalize_trains_the_best_config_and_registers_it(search, tiny_data):
     assert torch.isfinite(image).all()
 
     with pytest.raises(FinalizeError, match="already exists"):
-        finalize(FinalizeOptions(storage=options.storage, search="e2e", epochs=2), out=io.StringIO())
+        finalize(FinalizeOptions(storage=options.storage.local, search="e2e", epochs=2), out=io.StringIO())

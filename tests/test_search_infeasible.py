@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import TINY_SPACE
 from tuner.config.space import load_space
 from tuner.search.driver import SearchOptions, run_search
+from tuner.search.storage import SearchStorage
 
 # Batch 256 of the tiny slices needs about 1.8 GB for one step; batch 1 about 40 MB.
 SPACE = TINY_SPACE.read_text().replace("num_cascades: {choice: [1, 2]}", "num_cascades: 1").replace(
@@ -20,7 +21,7 @@ SPACE = TINY_SPACE.read_text().replace("num_cascades: {choice: [1, 2]}", "num_ca
 def test_a_trial_out_of_memory_is_infeasible_and_the_search_goes_on(tmp_path, tiny_data, ray_instance):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
-    options = SearchOptions(name="oom", storage=tmp_path / "runs", data_root=tiny_data,
+    options = SearchOptions(name="oom", storage=SearchStorage(tmp_path / "runs"), data_root=tiny_data,
                             tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     out = io.StringIO()
     record = run_search(load_space(space), options, out=out)

@@ -43,8 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--num-samples", type=int, help="number of trials (overrides search.num_samples)")
     search.add_argument("--max-epochs", type=int, help="epochs per trial (overrides asha.max_epochs)")
     search.add_argument("--seed", type=int, help="TPE seed (overrides search.seed)")
-    search.add_argument("--storage", type=Path, default=Path("tuner_runs"),
-                        help="results folder (default ./tuner_runs)")
+    search.add_argument("--storage", default="tuner_runs",
+                        help="results folder (default ./tuner_runs), or a URI every Ray node reaches for the "
+                             "trials' checkpoints (s3://bucket/prefix; the record also stays in ./tuner_runs)")
     search.add_argument("--tracking-uri", help="MLflow store or server (default $MLFLOW_TRACKING_URI, "
                                                 "else sqlite:///<cwd>/mlflow.db)")
     search.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else a local Ray)")

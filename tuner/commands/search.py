@@ -20,8 +20,9 @@ from data.layout import open_split
 from data.snu import require_finite_arrays
 from tuner.commands.demo_data import demo_spec, ensure_demo_data
 from tuner.config.space import SearchSpace, load_space
-from tuner.contract import INTERRUPTED, RECORD_FILE, SearchError, SpecError
+from tuner.contract import INTERRUPTED, RECORD_FILE, SPACE_FILE, SearchError, SpecError
 from tuner.search.record import SearchRecord
+from tuner.search.storage import SearchStorage
 from tuner.train.loaders import require_one_shape
 
 
@@ -30,12 +31,12 @@ def main(args: argparse.Namespace) -> int:
     # MLflow is imported here, not with the module: `--help` and a bad space answer without it.
     from tuner.tracking.runs import open_store, resolve_tracking_uri
 
-    storage = args.storage.resolve()
     if args.name is not None:
         try:
             check.plain_name("--name", args.name)
         except ValueError as exc:
             raise SearchError(str(exc)) from None
+    storage = SearchStorage.parse(args.storage)
     if args.resume:
         spec, data_root, tracking_uri = resumed_settings(args, storage)
     else:
@@ -73,8 +74,12 @@ def keep_local_ray_on_loopback() -> None:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-def resumed_settings(args: argparse.Namespace, storage: Path) -> tuple[SearchSpace, Path, str]:
-    """The space, data and store a search was started with; a resumed search keeps all of them."""
+def resumed_settings(args: argparse.Namespace, storage: SearchStorage) -> tuple[SearchSpace, Path, str]:
+    """The space, data and store a search was started with; a resumed search keeps all of them.
+
+    With remote storage, a machine that does not have the search's folder fetches its record and
+    space from the store.
+    """
     if not args.name:
         raise SearchError("--resume: name the search to continue with --name")
     given = {"SPACE": args.space, "--data": args.data, "--num-samples": args.num_samples,
@@ -82,11 +87,12 @@ def resumed_settings(args: argparse.Namespace, storage: Path) -> tuple[SearchSpa
     for flag, value in given.items():
         if value is not None:
             raise SearchError(f"{flag}: a resumed search keeps the settings it started with; leave it out")
-    record_path = storage / args.name / RECORD_FILE
-    if not record_path.exists():
-        raise SearchError(f"{record_path.parent}: no search to resume there")
+    record_path = storage.local / args.name / RECORD_FILE
+    if not record_path.exists() and not storage.download(args.name, [RECORD_FILE, SPACE_FILE]):
+        raise SearchError(f"{storage.experiment(args.name)}: no search to resume there")
     record = SearchRecord.load(record_path)
-    return load_space(record.space), Path(record.data_root), record.tracking_uri
+    # The copy in this folder: a record fetched from remote storage names the folder it was written in.
+    return load_space(record_path.parent / SPACE_FILE), Path(record.data_root), record.tracking_uri
 
 
 def check_data(spec: SearchSpace, root: Path) -> None:

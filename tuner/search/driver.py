@@ -47,6 +47,7 @@ from tuner.search.events import RepeatLog, TrialEvents, trial_dirname, trial_nam
 from tuner.search.placement import AUTO, plan_trials
 from tuner.search.record import SearchRecord, TrialSummary
 from tuner.search.searcher import SearchSpaceSearcher
+from tuner.search.storage import SearchStorage
 from tuner.search.trainable import TrialContext, run_trial
 from tuner.tracking.outbox import is_unreachable, patience_s
 from tuner.tracking.runs import STATUS_TAG, Run, child_runs, ensure_experiment, flush_outboxes, ui_command
@@ -59,7 +60,7 @@ class SearchOptions:
     """Where a search runs and logs; all paths already absolute."""
 
     name: str
-    storage: Path
+    storage: SearchStorage
     data_root: Path
     tracking_uri: str
     address: str | None = None
@@ -68,12 +69,13 @@ class SearchOptions:
 
 def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdout) -> SearchRecord:
     """Run (or resume) the search and return its final record."""
-    search_dir = options.storage / options.name
+    search_dir = options.storage.local / options.name
     record_path = search_dir / RECORD_FILE
     if options.resume:
-        if not tune.Tuner.can_restore(str(search_dir)) or not record_path.exists():
-            raise SearchError(f"{search_dir}: no interrupted search to resume there")
+        if not tune.Tuner.can_restore(options.storage.experiment(options.name)) or not record_path.exists():
+            raise SearchError(f"{options.storage.experiment(options.name)}: no interrupted search to resume there")
         record = SearchRecord.load(record_path)
+        record.space = str(search_dir / SPACE_FILE)  # a record fetched from remote storage names another machine's
         # Writes a tracking server missed before the interruption go first.
         flush_outboxes(record.tracking_uri, search_dir / OUTBOX_DIR)
         parent = Run.reopen(record.tracking_uri, record.parent_run_id, search_dir / OUTBOX_DIR)
@@ -107,7 +109,7 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
     finally:
         record.status = status
         record.finished = time.time()
-        record.save(record_path)
+        _save_record(record, options, final=True)
         try:
             _log_summary(parent, record)
             parent.finish(status)
@@ -129,6 +131,9 @@ def _start_record(spec: SearchSpace, options: SearchOptions, search_dir: Path) -
     record is written the claim is undone on any failure, so a search that could not start leaves its
     name free; so does one whose record says it failed without running a single trial.
     """
+    experiment = options.storage.experiment(options.name)
+    if options.storage.remote is not None and tune.Tuner.can_restore(experiment):
+        raise SearchError(f"{experiment} already exists: choose another --name, or pass --resume to continue it")
     if (search_dir / RECORD_FILE).exists():
         earlier = SearchRecord.load(search_dir / RECORD_FILE)
         if earlier.status != FAILED or earlier.trials:
@@ -143,7 +148,7 @@ def _start_record(spec: SearchSpace, options: SearchOptions, search_dir: Path) -
     parent = None
     try:
         shutil.copyfile(spec.source, search_dir / SPACE_FILE)
-        experiment_id = ensure_experiment(options.tracking_uri, spec.name)
+        experiment_id = ensure_experiment(options.tracking_uri, spec.name, options.storage.remote)
         parent = Run.start(options.tracking_uri, experiment_id, name=options.name,
                            tags={"kind": "search", "search": options.name, "model": spec.model_name},
                            outbox=search_dir / OUTBOX_DIR)
@@ -156,7 +161,7 @@ def _start_record(spec: SearchSpace, options: SearchOptions, search_dir: Path) -
             expected_trials=spec.count_configurations(spec.search.num_samples), started=time.time(),
             mask_bank=None if spec.mask_bank is None else str(spec.mask_bank),
         )
-        record.save(search_dir / RECORD_FILE)
+        _save_record(record, options)
     except BaseException:
         shutil.rmtree(search_dir, ignore_errors=True)
         if parent is not None:
@@ -166,12 +171,29 @@ def _start_record(spec: SearchSpace, options: SearchOptions, search_dir: Path) -
     return record, parent
 
 
+def _save_record(record: SearchRecord, options: SearchOptions, *, final: bool = False) -> None:
+    """Write the record, and copy it and the space next to Ray's experiment when that is remote.
+
+    The final copy only warns when the remote store refuses it: the local record is complete, and
+    the error that ended the search is the one to see.
+    """
+    folder = options.storage.local / options.name
+    record.save(folder / RECORD_FILE)
+    try:
+        options.storage.upload(options.name, [folder / RECORD_FILE, folder / SPACE_FILE])
+    except OSError as exc:
+        if not final:
+            raise
+        print(f"warning: the record's copy in {options.storage.experiment(options.name)} was not updated "
+              f"({first_line(exc)}); it is in {folder / RECORD_FILE}", file=sys.stderr)
+
+
 def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord, out: TextIO) -> tune.Tuner:
     context = TrialContext(
         search_name=record.name, data_root=record.data_root, tracking_uri=record.tracking_uri,
         experiment_id=record.experiment_id, parent_run_id=record.parent_run_id, max_epochs=spec.asha.max_epochs,
         vram_budget_gb=spec.resources.vram_budget_gb, auto_checkpointing=spec.resources.auto_checkpointing,
-        mask_bank=record.mask_bank, outbox=str(options.storage / options.name / OUTBOX_DIR),
+        mask_bank=record.mask_bank, outbox=str(options.storage.local / options.name / OUTBOX_DIR),
     )
     # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1), on purpose: a resumed
     # search then restarts a trial from its newest checkpoint. Ray warns about exactly that.
@@ -182,12 +204,13 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
     placement = plan_trials(cluster_nodes(probe_gpus=settings.trials_per_gpu == AUTO), settings.cpus_per_trial,
                             settings.trials_per_gpu, settings.vram_budget_gb)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), placement.resources)
-    search_dir = options.storage / options.name
+    search_dir = options.storage.local / options.name
     print(f"trials: {placement.concurrency} at a time ({placement.reason})", file=out)
     if options.resume:
         # Errored trials run again from their last checkpoint: what failed them (a tracking server away
         # for longer than the patience, a lost node) has usually passed by the time a user resumes.
-        return tune.Tuner.restore(str(search_dir), trainable, resume_unfinished=True, resume_errored=True)
+        return tune.Tuner.restore(options.storage.experiment(options.name), trainable, resume_unfinished=True,
+                                  resume_errored=True)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -201,7 +224,7 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
             trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=options.name, storage_path=str(options.storage), verbose=0,
+            name=options.name, storage_path=options.storage.ray_path, verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             # A trial whose worker or node died runs again from its last checkpoint, on any node.
             failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),

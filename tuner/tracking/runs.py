@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -106,14 +107,18 @@ def ui_command(uri: str, experiment_id: str) -> str:
     return f"open {uri.rstrip('/')}{view}"
 
 
-def ensure_experiment(uri: str, name: str) -> str:
-    """Id of the named experiment, created (with a local artifact root beside a sqlite store) if missing."""
+def ensure_experiment(uri: str, name: str, artifact_store: str | None = None) -> str:
+    """Id of the named experiment, created if missing. A new experiment keeps its artifacts under
+    `artifact_store` (a URI such as s3://bucket/prefix) when given, else beside a sqlite store; a
+    tracking server stores them where it was told to (`--artifacts-destination`)."""
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
-    if sqlite_path(uri) is not None:
+    if artifact_store is not None and urlsplit(uri).scheme not in ("http", "https"):
+        artifact_location = f"{artifact_store}/mlartifacts/{name}"
+    elif sqlite_path(uri) is not None:
         artifact_location = (sqlite_path(uri).parent / "mlartifacts").as_uri()
     experiment_id = client.create_experiment(name, artifact_location=artifact_location)
     # Without this tag the MLflow 3 UI opens the experiment on its GenAI overview instead of the runs.
