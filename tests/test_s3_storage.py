@@ -126,3 +126,15 @@ def test_a_storage_uri_that_cannot_be_opened_is_one_line_and_writes_nothing(tmp_
     line = result.stderr.strip()
     assert line.startswith("error: --storage nosuch://bucket/x: cannot open it (") and "\n" not in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("given, expected", [("runs", "runs"), ("file:///srv/runs", "/srv/runs")])
+def test_a_folder_or_a_file_uri_is_local_storage(tmp_path, monkeypatch, given, expected):
+    """Only a URI with a scheme pyarrow opens remotely moves Ray's state; a folder keeps everything in it."""
+    from tuner.search.storage import SearchStorage
+
+    monkeypatch.chdir(tmp_path)
+    storage = SearchStorage.parse(given)
+    assert storage.remote is None
+    assert storage.local == (tmp_path / expected).resolve()
+    assert storage.experiment("s") == f"{storage.local}/s"
