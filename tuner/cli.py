@@ -61,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     final.add_argument("--resume", action="store_true", help="continue an interrupted finalize")
     final.set_defaults(command="tuner.commands.finalize:main")
 
+    rep = commands.add_parser("report", help="a search's trial table and best configuration, and its plots "
+                                             "(optimisation history, learning curves, importances) in a folder")
+    rep.add_argument("name", nargs="?", help="search name (default: the latest search in --storage)")
+    rep.add_argument("--out", type=Path, help="folder for the plots and summary.md (default <storage>/NAME/report)")
+    rep.add_argument("--storage", type=Path, default=Path("tuner_runs"), help="results folder (default ./tuner_runs)")
+    rep.set_defaults(command="tuner.commands.report:main")
+
     memory = commands.add_parser("memory", help="measure one training step's parameters, peak memory and time "
                                                 "for a space's corner configurations and given configs")
     memory.add_argument("space", type=Path, nargs="?", help="search-space YAML (optional with --config)")

@@ -17,7 +17,6 @@ from typing import TextIO
 
 import yaml
 
-from data import validation as check
 from tuner.config.space import load_space
 from tuner.config.trial import TrialConfig
 from tuner.contract import (
@@ -29,9 +28,10 @@ from tuner.contract import (
     OUTBOX_DIR,
     RECORD_FILE,
     FinalizeError,
+    SearchError,
     SpecError,
 )
-from tuner.search.record import SearchRecord, write_json
+from tuner.search.record import SearchRecord, find_search, write_json
 from tuner.tracking.models import register_model
 from tuner.tracking.outbox import patiently
 from tuner.tracking.runs import Run, child_runs, flush_outboxes, open_store, ui_command
@@ -40,6 +40,7 @@ from tuner.train.checkpoint import TrainingCheckpoint, read_torch_file, save_ato
 from tuner.train.loaders import TrialData
 from tuner.train.memory import GIB
 from tuner.train.probe import OutOfBudget
+from tuner.train.progress import console_progress, progress_interval_s
 from tuner.train.session import TrainingSession
 
 
@@ -65,31 +66,18 @@ class FinalResult:
 def main(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise SpecError(f"--epochs: expected a positive integer, got {args.epochs}")
+    progress_interval_s()  # a malformed setting is an error before anything starts
     finalize(FinalizeOptions(storage=args.storage.resolve(), search=args.search, epochs=args.epochs,
                              resume=args.resume, registered_name=args.registered_name))
     return 0
 
 
-def find_search(storage: Path, name: str | None) -> Path:
-    """The named search's directory, or the most recently started finished search under `storage`."""
-    if name is not None:
-        try:
-            check.plain_name("--search", name)
-        except ValueError as exc:
-            raise FinalizeError(str(exc)) from None
-        path = storage / name
-        if not (path / RECORD_FILE).exists():
-            raise FinalizeError(f"{path}: no search record (search.json) there")
-        return path
-    finished = [p.parent for p in storage.glob(f"*/{RECORD_FILE}") if SearchRecord.load(p).best is not None]
-    if not finished:
-        raise FinalizeError(f"{storage}: no finished search with a best trial; run `python -m tuner search` first")
-    return max(finished, key=lambda p: SearchRecord.load(p / RECORD_FILE).started)
-
-
 def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
     """Train the best trial's configuration for the final epoch count and register it."""
-    search_dir = find_search(options.storage, options.search)
+    try:
+        search_dir = find_search(options.storage, options.search, "--search", finished=True)
+    except SearchError as exc:
+        raise FinalizeError(str(exc)) from None
     record = SearchRecord.load(search_dir / RECORD_FILE)
     best = record.best_trial()
     if best is None:
@@ -109,7 +97,7 @@ def finalize(options: FinalizeOptions, out: TextIO = sys.stdout) -> FinalResult:
                               "model": requested.model.NAME}, outbox=final_dir / OUTBOX_DIR)
     else:
         run = Run.reopen(record.tracking_uri, checkpoint.run_id, final_dir / OUTBOX_DIR)
-    session = TrainingSession(run, epochs, int(resources.vram_budget_gb * GIB))
+    session = TrainingSession(run, epochs, int(resources.vram_budget_gb * GIB), console_progress(out))
     try:
         with session:
             data = TrialData(Path(record.data_root), requested.train, requested.augment, record.mask_bank,

@@ -24,6 +24,7 @@ from tuner.contract import INTERRUPTED, RECORD_FILE, SPACE_FILE, SearchError, Sp
 from tuner.search.record import SearchRecord
 from tuner.search.storage import SearchStorage
 from tuner.train.loaders import require_one_shape
+from tuner.train.progress import progress_interval_s
 
 
 def main(args: argparse.Namespace) -> int:
@@ -47,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         data_root = spec.data_root if spec.data_root is not None else _demo_root(spec, args.space)
     check_data(spec, data_root)
+    progress_interval_s()  # a malformed setting is an error now, not in every trial
     open_store(tracking_uri)  # last: a new sqlite store is created here
     address = args.address or os.environ.get("RAY_ADDRESS")
     if not address:

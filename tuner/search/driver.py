@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from data.errors import first_line
-from tuner.config.space import SearchSpace
+from tuner.config.space import SearchSpace, load_space
 from tuner.contract import (
     COMPLETED,
     FAILED,
@@ -45,12 +45,16 @@ from tuner.contract import (
 from tuner.search.cluster import cluster_nodes, connect_ray
 from tuner.search.events import RepeatLog, TrialEvents, trial_dirname, trial_name
 from tuner.search.placement import AUTO, plan_trials
+from tuner.search.progress import ProgressPrinter, board_name
 from tuner.search.record import SearchRecord, TrialSummary
+from tuner.search.report import ReportUpdater, log_report
 from tuner.search.searcher import SearchSpaceSearcher
 from tuner.search.storage import SearchStorage
+from tuner.search.summary import print_summary
 from tuner.search.trainable import TrialContext, run_trial
 from tuner.tracking.outbox import is_unreachable, patience_s
-from tuner.tracking.runs import STATUS_TAG, Run, child_runs, ensure_experiment, flush_outboxes, ui_command
+from tuner.tracking.runs import STATUS_TAG, Run, child_runs, ensure_experiment, flush_outboxes
+from tuner.train.progress import progress_interval_s
 
 TRIAL_RETRIES = 2
 
@@ -113,14 +117,16 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
         try:
             _log_summary(parent, record)
             parent.finish(status)
+            if record.trials:
+                log_report(record, load_space(record.space), search_dir / OUTBOX_DIR)
         except (MlflowException, OSError) as exc:
             # The record on disk is complete; only MLflow's copy of the summary is missing.
             print(f"warning: the search's summary did not reach MLflow ({first_line(exc)}); it is in "
-                  f"{record_path}", file=sys.stderr)
+                  f"{record_path}; `python -m tuner report {options.name}` draws its plots", file=sys.stderr)
         finally:
             if started_ray:
                 ray.shutdown()
-    _print_summary(record, out)
+    print_summary(record, out)
     return record
 
 
@@ -189,11 +195,13 @@ def _save_record(record: SearchRecord, options: SearchOptions, *, final: bool = 
 
 
 def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord, out: TextIO) -> tune.Tuner:
+    board = board_name(options.name)
     context = TrialContext(
         search_name=record.name, data_root=record.data_root, tracking_uri=record.tracking_uri,
         experiment_id=record.experiment_id, parent_run_id=record.parent_run_id, max_epochs=spec.asha.max_epochs,
         vram_budget_gb=spec.resources.vram_budget_gb, auto_checkpointing=spec.resources.auto_checkpointing,
         mask_bank=record.mask_bank, outbox=str(options.storage.local / options.name / OUTBOX_DIR),
+        progress_board=board, progress_interval_s=progress_interval_s(),
     )
     # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1), on purpose: a resumed
     # search then restarts a trial from its newest checkpoint. Ray warns about exactly that.
@@ -229,7 +237,8 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
             # A trial whose worker or node died runs again from its last checkpoint, on any node.
             failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
             callbacks=[TrialEvents(record.tracking_uri, record.experiment_id, record.parent_run_id,
-                                   spec.asha.max_epochs, search_dir / OUTBOX_DIR)],
+                                   spec.asha.max_epochs, search_dir / OUTBOX_DIR,
+                                   ReportUpdater(record, search_dir / OUTBOX_DIR)), ProgressPrinter(board)],
         ),
     )
 
@@ -325,23 +334,3 @@ def _log_summary(parent: Run, record: SearchRecord) -> None:
     if metrics:
         parent.log_metrics(metrics, step=0)
     parent.log_text(json.dumps(record.to_dict(), indent=2, default=str), RECORD_FILE)
-
-
-def _print_summary(record: SearchRecord, out: TextIO) -> None:
-    best = record.best_trial()
-    print("", file=out)
-    for trial in record.trials:
-        value = "   -  " if trial.val_ssim is None else f"{trial.val_ssim:.4f}"
-        print(f"  {trial.name}  {value}  {trial.status:<14} epochs {trial.epochs}", file=out)
-    if best is None:
-        print("no trial produced a validation SSIM", file=out)
-        return
-    print(f"\nbest trial: {best.name}  val SSIM {best.val_ssim:.4f} after {best.epochs} epochs", file=out)
-    for key, value in sorted(best.config.items()):
-        print(f"    {key}: {value}", file=out)
-    print(f"\ncompare trials:  {ui_command(record.tracking_uri, record.experiment_id)}", file=out)
-    if record.status == INTERRUPTED:
-        print(f"search interrupted; continue it:  python -m tuner search --name {record.name} --resume", file=out)
-    else:
-        print(f"final training:  python -m tuner finalize --search {record.name}", file=out)
-

@@ -1,5 +1,6 @@
 """What the driver hears from Ray Tune and the searcher while a search runs: one console line per trial
-epoch and end, each trial's MLflow run ended as Tune decided, and TPE's repeated proposals recorded."""
+epoch and end, each trial's MLflow run ended as Tune decided (and the parent run's report redrawn),
+and TPE's repeated proposals recorded."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ray import tune
 
 from data.errors import first_line
 from tuner.contract import COMPLETED, FAILED, INFEASIBLE, INFEASIBLE_FLAG, METRIC, STOPPED_EARLY
+from tuner.search.report import ReportUpdater
 from tuner.search.searcher import Duplicate, trial_label
 from tuner.tracking.runs import Run, child_runs
 
@@ -49,12 +51,13 @@ class TrialEvents(tune.Callback):
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, max_epochs: int,
-                 outbox: Path | None = None) -> None:
+                 outbox: Path | None = None, report: ReportUpdater | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.outbox = outbox
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.max_epochs = max_epochs
+        self.report = report
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if result.get(INFEASIBLE_FLAG):
@@ -78,6 +81,10 @@ class TrialEvents(tune.Callback):
         print(f"  {trial_name(trial)}  failed: see {trial.path}/error.txt", flush=True)
         self._end_runs(trial.trial_id, FAILED)
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.report is not None:
+            self.report.wait()  # the driver draws the final report next; no drawing may be left running
+
     def _end_runs(self, trial_id: str, status: str) -> None:
         try:
             for run in child_runs(self.tracking_uri, self.experiment_id, self.parent_run_id, trial_id):
@@ -86,3 +93,5 @@ class TrialEvents(tune.Callback):
         except (MlflowException, OSError) as exc:
             # A tracking server that is away must not stop the search; the record on disk has the outcome.
             print(f"  warning: could not end the MLflow run of trial {trial_id} ({first_line(exc)})", flush=True)
+        if self.report is not None:
+            self.report.trial_ended()

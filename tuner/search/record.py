@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data import validation as check
 from data.atomic import atomic_path
-from tuner.contract import RUNNING, SearchError
+from tuner.contract import RECORD_FILE, RUNNING, SearchError
 
 
 @dataclass
@@ -67,6 +68,26 @@ class SearchRecord:
             return cls(**raw)
         except (OSError, ValueError, TypeError) as exc:
             raise SearchError(f"{path}: not a readable search record ({exc})") from None
+
+
+def find_search(storage: Path, name: str | None, flag: str, *, finished: bool) -> Path:
+    """The folder of search `name` (given by option `flag`) under `storage`, or with no name the most recently
+    started one (`finished`: of those with a best trial). SearchError when there is none."""
+    if name is not None:
+        try:
+            check.plain_name(flag, name)
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
+        path = storage / name
+        if not (path / RECORD_FILE).exists():
+            raise SearchError(f"{path}: no search record ({RECORD_FILE}) there")
+        return path
+    records = {path.parent: SearchRecord.load(path) for path in storage.glob(f"*/{RECORD_FILE}")}
+    candidates = [folder for folder, record in records.items() if record.best is not None or not finished]
+    if not candidates:
+        what = "finished search with a best trial" if finished else "search"
+        raise SearchError(f"{storage}: no {what}; run `python -m tuner search` first")
+    return max(candidates, key=lambda folder: records[folder].started)
 
 
 def write_json(path: Path, data: Any) -> None:

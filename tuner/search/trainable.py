@@ -23,12 +23,14 @@ from ray import tune
 
 from tuner.config.trial import TrialConfig
 from tuner.contract import INFEASIBLE_FLAG, METRIC, NODE_TAG, STATE_FILE
+from tuner.search.progress import find_board
 from tuner.tracking.runs import PARENT_TAG, Run, child_runs
 from tuner.train import devices
 from tuner.train.checkpoint import TrainingCheckpoint
 from tuner.train.loaders import TrialData
 from tuner.train.memory import GIB, is_out_of_memory
 from tuner.train.probe import OutOfBudget
+from tuner.train.progress import DEFAULT_INTERVAL_S, ProgressLines, ProgressNote
 from tuner.train.session import TrainingSession
 
 
@@ -46,6 +48,8 @@ class TrialContext:
     auto_checkpointing: bool
     mask_bank: str | None = None
     outbox: str | None = None  # where writes wait while the tracking server is away
+    progress_board: str | None = None  # name of the search's `ProgressBoard`: lines for the driver's console
+    progress_interval_s: float = DEFAULT_INTERVAL_S  # the driver's setting, so every node uses the same
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
@@ -80,7 +84,15 @@ def _train(config: dict[str, Any], context: TrialContext, device: torch.device) 
     # Which cluster node trains this trial (after a node failure, the node it moved to).
     node = ray.get_runtime_context().get_node_id()
     run.set_tags({NODE_TAG: node})
-    session = TrainingSession(run, context.max_epochs, int(context.vram_budget_gb * GIB))
+    label, board = trial.get_trial_name(), find_board(context.progress_board)
+
+    def report(note: ProgressNote) -> None:
+        run.log_metrics(note.metrics(), step=note.step)
+        if board is not None:
+            board.post.remote(f"  {label}  {note.line()}")
+
+    progress = ProgressLines(report, context.progress_interval_s)
+    session = TrainingSession(run, context.max_epochs, int(context.vram_budget_gb * GIB), progress)
     try:
         with session:
             cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))

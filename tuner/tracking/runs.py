@@ -7,8 +7,11 @@ a second, lost store.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
+import posixpath
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -179,6 +182,14 @@ class Run:
     def log_text(self, text: str, artifact_file: str) -> None:
         self._write({"op": "text", "text": text, "file": artifact_file})
 
+    def log_png(self, png: bytes, artifact_file: str) -> None:
+        """Log image bytes as `artifact_file` (e.g. "images/brain_x4.png"), replacing an earlier one of that name.
+
+        The bytes travel in the write itself, so a queued image does not depend on a file that is gone by
+        the time the server is back.
+        """
+        self._write({"op": "png", "png": base64.b64encode(png).decode("ascii"), "file": artifact_file})
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._write({"op": "artifact", "path": str(path), "artifact_path": artifact_path})
 
@@ -221,6 +232,11 @@ class Run:
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in write["items"]])
         elif op == "text":
             self.client.log_text(run_id, write["text"], write["file"])
+        elif op == "png":
+            folder, name = posixpath.split(write["file"])
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / name).write_bytes(base64.b64decode(write["png"]))
+                self.client.log_artifact(run_id, str(Path(tmp) / name), folder or None)
         elif op == "artifact":
             self.client.log_artifact(run_id, write["path"], write["artifact_path"])
         elif op == "status" and write["status"] == "RUNNING":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterable
+from typing import Any, Callable, ContextManager, Iterable
 
 import torch
 
@@ -84,12 +84,14 @@ class Trainer:
         # 1 - val SSIM per finished epoch: what loss-driven augmentation schedules watch.
         self.val_losses: list[float] = []
 
-    def run_epoch(self, train_batches: Iterable[Any], val_batches: Iterable[Any]) -> EpochResult:
-        """Train one epoch, step the schedule, validate; returns the epoch's numbers."""
+    def run_epoch(self, train_batches: Iterable[Any], val_batches: Iterable[Any],
+                  on_batch: Callable[[int, float], None] | None = None) -> EpochResult:
+        """Train one epoch, step the schedule, validate; returns the epoch's numbers. `on_batch(slices, loss)`
+        is called after every training batch."""
         self.memory.reset_peak()
         lr = self.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
-        train_loss = self.train_epoch(train_batches)
+        train_loss = self.train_epoch(train_batches, on_batch)
         self.scheduler.step()
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
@@ -101,16 +103,19 @@ class Trainer:
             val_seconds=time.perf_counter() - start, peak_memory_mb=self.memory.peak_bytes() / MIB,
         )
 
-    def train_epoch(self, batches: Iterable[Any]) -> float:
+    def train_epoch(self, batches: Iterable[Any], on_batch: Callable[[int, float], None] | None = None) -> float:
         """One pass over the training batches with accumulation and clipping; returns the mean loss."""
         self.model.train()
         accumulate = self.train_config.grad_accumulation
         total, count = 0.0, 0
         self.optimizer.zero_grad(set_to_none=True)
         for count, batch in enumerate(batches, start=1):
-            total += self.backward(batch, accumulate)
+            loss = self.backward(batch, accumulate)
+            total += loss
             if count % accumulate == 0:
                 self._optimizer_step()
+            if on_batch is not None:
+                on_batch(len(batch.kspace), loss)
         if count == 0:
             raise ValueError("the training set yielded no batches")
         if count % accumulate:

@@ -7,8 +7,10 @@
 
 `begin` probes one training step under the memory budget (turning activation checkpointing on when
 that is what fits), and logs the parameters and the configuration actually trained. Both paths then
-hold the device to the budget for the whole run. Leaving the `with` block ends the run with the
-status the session reached:
+hold the device to the budget for the whole run. An epoch that is a new best, and the last epoch,
+also log one figure per category of a fixed validation slice (`images/<category>.png`,
+`tuner.train.figures`); `progress`, if given, hears about every training batch. Leaving the `with`
+block ends the run with the status the session reached:
 
 - completed: every epoch ran (and whatever the caller did afterwards succeeded);
 - stopped early: the caller stopped after an epoch short of the end (ASHA raises SystemExit in
@@ -30,6 +32,7 @@ from typing import Any, Protocol
 import yaml
 
 from data.errors import first_line
+from data.snu import VarNetSample
 from tuner.config.trial import TrialConfig
 from tuner.contract import (
     COMPLETED,
@@ -44,9 +47,11 @@ from tuner.contract import (
 from tuner.train import devices
 from tuner.train.checkpoint import TrainingCheckpoint
 from tuner.train.engine import EpochResult, Trainer
+from tuner.train.figures import FIGURES_DIR, reconstruct_slice, showcase_slices, slice_figure_png
 from tuner.train.loaders import TrialData
 from tuner.train.memory import is_out_of_memory
 from tuner.train.probe import OutOfBudget, fit_to_budget, warm_up
+from tuner.train.progress import EpochProgress
 
 
 class RunLog(Protocol):
@@ -59,6 +64,7 @@ class RunLog(Protocol):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
     def log_text(self, text: str, artifact_file: str) -> None: ...
+    def log_png(self, png: bytes, artifact_file: str) -> None: ...
     def finish(self, status: str) -> None: ...
 
 
@@ -74,10 +80,12 @@ class SessionEpoch:
 class TrainingSession:
     """Trains one configuration for `total_epochs`, under `budget_bytes` of device memory, logging to `run`."""
 
-    def __init__(self, run: RunLog, total_epochs: int, budget_bytes: int) -> None:
+    def __init__(self, run: RunLog, total_epochs: int, budget_bytes: int,
+                 progress: EpochProgress | None = None) -> None:
         self.run = run
         self.total_epochs = total_epochs
         self.budget_bytes = budget_bytes
+        self.progress = progress
         self.status = FAILED
         self.best_epoch = 0
         self.best_val_ssim = -math.inf
@@ -85,6 +93,7 @@ class TrainingSession:
         self._trainer: Trainer | None = None
         self._data: TrialData | None = None
         self._already_logged: set[int] = set()
+        self._showcase: dict[str, VarNetSample] = {}
 
     @property
     def has_trainer(self) -> bool:
@@ -137,13 +146,20 @@ class TrainingSession:
         assert data is not None  # set with the trainer
         while trainer.epoch < self.total_epochs:
             augmentation = data.augmentation_metrics()
-            result = trainer.run_epoch(data.train_loader(trainer.epoch, trainer.val_losses), data.val_loader())
+            if self.progress is not None:
+                self.progress.begin(trainer.epoch + 1, self.total_epochs, data.slices_per_epoch)
+            result = trainer.run_epoch(data.train_loader(trainer.epoch, trainer.val_losses), data.val_loader(),
+                                       self.progress.advance if self.progress is not None else None)
+            if self.progress is not None:
+                self.progress.end()
             improved = result.val.overall > self.best_val_ssim
             if improved:
                 self.best_epoch, self.best_val_ssim = result.epoch, result.val.overall
             metrics = {**augmentation, **result.metrics()}
             if result.epoch not in self._already_logged:
                 self.run.log_metrics(metrics, step=result.epoch)
+                if improved or result.epoch >= self.total_epochs:
+                    self._log_figures(result.epoch, improved)
             # Set before the caller sees the epoch: a scheduler may stop the trial inside its report.
             self.status = COMPLETED if result.epoch >= self.total_epochs else STOPPED_EARLY
             yield SessionEpoch(result, metrics, improved)
@@ -174,6 +190,16 @@ class TrainingSession:
     def _use(self, trainer: Trainer, data: TrialData) -> None:
         self._trainer, self._data = trainer, data
         devices.cap_memory(trainer.device, self.budget_bytes)
+        self._showcase = {category: data.val[index] for category, index in showcase_slices(data.val).items()}
+
+    def _log_figures(self, epoch: int, improved: bool) -> None:
+        """One figure per category of its fixed validation slice, replacing the run's earlier ones."""
+        why = "new best" if improved else "last epoch"
+        for category, sample in self._showcase.items():
+            images = reconstruct_slice(self.trainer, sample)
+            heading = (f"{category}: {images.fname} slice {images.slice_idx}, epoch {epoch} ({why}), "
+                       f"SSIM {images.ssim:.4f}")
+            self.run.log_png(slice_figure_png(images, heading), f"{FIGURES_DIR}/{category}.png")
 
 
 def checkpointing_note(requested: TrialConfig, used: TrialConfig) -> str:
