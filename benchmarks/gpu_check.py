@@ -12,6 +12,7 @@ data when --data is not given. Checked, in order:
 - `Trainer` epochs on the demo data under bf16 and under fp16 (gradient scaling), the fp16 state
   saved, loaded onto the CPU and resumed on the card (scaler scale and the card's RNG restored);
 - validation SSIM computed on the card equals the CPU reference (`tuner.train.metrics.leaderboard_ssim`);
+- a trial's per-category figures drawn from the model on the card, their SSIM the validation one;
 - augmentation on the card: mask augmentation, duplication, MRAugment, the readout crop and GCC with
   loader workers, pinned memory and persistent workers, and the card's preparation against the CPU's;
 - the memory probe under the cap: the 2025 FI-VarNet on a full-size slice fitted by turning
@@ -40,13 +41,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.utils.data import default_collate
 
 from tuner.commands.memory import NamedConfig, SliceSource, load_config_file, memory_report
 from tuner.config.space import load_space
 from tuner.config.trial import TrialConfig
 from tuner.search.placement import packed_trials
 from tuner.train import devices
-from tuner.train.engine import Trainer
+from tuner.train.engine import Trainer, autocast
+from tuner.train.figures import reconstruct_slice, showcase_slices, slice_figure_png
 from tuner.train.loaders import TrialData
 from tuner.train.memory import GIB, format_bytes
 from tuner.train.metrics import leaderboard_ssim, leaderboard_ssim_batch
@@ -174,6 +177,27 @@ def check_validation_ssim(setup: Setup) -> Row:
                 slices += 1
     return Row("val SSIM on device", "PASS" if worst <= 1e-6 else "FAIL",
                f"{slices} slices, largest |device - CPU reference| {worst:.1e} (<= 1e-6)")
+
+
+def check_figures(setup: Setup) -> Row:
+    """A trial's per-category figures drawn from the model on the device: the same SSIM as validation scores."""
+    config = demo_model(setup)
+    trainer = Trainer(config, total_epochs=1, device=setup.device)
+    data = TrialData(setup.data, config.train, device=setup.device)
+    worst, sizes = 0.0, []
+    for index in showcase_slices(data.val).values():
+        sample = data.val[index]
+        images = reconstruct_slice(trainer, sample)
+        sizes.append(len(slice_figure_png(images, images.category)))
+        with torch.no_grad():
+            prepared = trainer.prepare_eval(default_collate([sample]), setup.device)
+            with autocast(setup.device, trainer.autocast_dtype):
+                output = trainer.forward(prepared).float()
+            scored = leaderboard_ssim_batch(output, prepared.target, prepared.max_value, prepared.organs)
+        worst = max(worst, abs(images.ssim - float(scored[0])))
+    return Row("figures on device", _verdict(worst <= 1e-6 and min(sizes) > 10_000, setup),
+               f"{len(sizes)} categories, PNGs of {min(sizes) // 1000}-{max(sizes) // 1000} kB; largest |figure SSIM - "
+               f"validation SSIM| {worst:.1e}")
 
 
 def check_augmentation(setup: Setup) -> Row:
@@ -318,6 +342,7 @@ def run_checks(setup: Setup, compile_too: bool) -> list[Row]:
         ("train bf16", lambda: check_train(setup, "bf16")),
         ("train fp16", lambda: check_train(setup, "fp16")),
         ("val SSIM on device", lambda: check_validation_ssim(setup)),
+        ("figures on device", lambda: check_figures(setup)),
         ("augmentation on device", lambda: check_augmentation(setup)),
         ("probe: fits with checkpointing", lambda: check_probe(setup, 8.0 if not setup.small else 64.0,
                                                                 "fits with checkpointing")),

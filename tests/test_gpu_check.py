@@ -25,7 +25,8 @@ def test_every_gpu_path_runs_on_the_cpu_without_the_search_stack(tiny_data):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| check")]
     checks = {line.split(" | ")[0][2:]: line.split(" | ")[1] for line in rows}
-    assert set(checks) == {"device", "train bf16", "train fp16", "val SSIM on device", "augmentation on device",
+    assert set(checks) == {"device", "train bf16", "train fp16", "val SSIM on device", "figures on device",
+                           "augmentation on device",
                            "probe: fits with checkpointing", "probe: infeasible", "tuner memory rows", "reconstruct"}
     assert checks.pop("val SSIM on device") == "PASS", "the device SSIM equals the CPU reference on any device"
     assert set(checks.values()) == {"ran"}

@@ -1,6 +1,6 @@
 """`--storage s3://...`: Ray's experiment, the trials' checkpoints, the record and MLflow's artifacts go to a
-real S3-compatible server (moto, on 127.0.0.1), and a search interrupted on one machine resumes from it on
-another that has none of its files."""
+real S3-compatible server (moto, on 127.0.0.1), and a search interrupted with Ctrl-C on one machine resumes
+from it on another that has none of its files, with the settings it started with, every trial ending once."""
 
 import os
 import signal
@@ -91,6 +91,7 @@ def test_a_search_on_s3_storage_resumes_on_a_machine_without_its_files(tmp_path,
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, printed
+    assert "python -m tuner search --name r --resume" in printed
     keys = _keys(s3_endpoint)
     assert f"{PREFIX}/r/search.json" in keys and f"{PREFIX}/r/space.yaml" in keys
     assert any(key.startswith(f"{PREFIX}/r/experiment_state") for key in keys), keys
@@ -103,6 +104,10 @@ def test_a_search_on_s3_storage_resumes_on_a_machine_without_its_files(tmp_path,
     assert taken.returncode == 2
     assert taken.stderr.strip() == f"error: {storage}/r already exists: choose another --name, or pass --resume " \
                                    f"to continue it"
+
+    changed = _run(["--name", "r", "--resume", "--storage", storage, "--num-samples", "9"], second, s3_endpoint,
+                   timeout=120)
+    assert changed.returncode == 2 and "a resumed search keeps the settings" in changed.stderr
 
     resumed = _run(["--name", "r", "--resume", "--storage", storage], second, s3_endpoint, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -19,12 +19,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 import h5py
 import numpy as np
 import torch
 from torch.utils.data import default_collate
+from tqdm import tqdm
 
 from data import DataFormatError
 from data.atomic import atomic_path
@@ -112,13 +113,17 @@ def run_reconstruct(options: ReconstructOptions, out: TextIO) -> ReconstructResu
     # A model trained on cropped or coil-compressed slices must see its inputs prepared the same way.
     prepare = BatchPreparation(loaded.config.augment if loaded.config is not None else None, train=False)
     file_seconds = 0.0
-    for item in inputs:
-        file_start = time.perf_counter()
-        recon = reconstruct_file(model, item, options.batch_size, device, dtype, prepare)
-        _write_reconstruction(options.out / item.output, recon)
-        file_seconds += time.perf_counter() - file_start
-        print(f"  {item.output}  {item.num_slices} slices -> {tuple(recon.shape)}  "
-              f"{time.perf_counter() - file_start:.1f} s", file=out, flush=True)
+    # On a terminal a bar with the ETA of the whole set (disable=None: off when stderr is a log or pipe,
+    # where the per-file lines are the progress).
+    with tqdm(total=sum(f.num_slices for f in inputs), unit="slice", desc="reconstruct", file=sys.stderr,
+              disable=None, leave=False, dynamic_ncols=True) as bar:
+        for item in inputs:
+            file_start = time.perf_counter()
+            recon = reconstruct_file(model, item, options.batch_size, device, dtype, prepare, bar.update)
+            _write_reconstruction(options.out / item.output, recon)
+            file_seconds += time.perf_counter() - file_start
+            bar.write(f"  {item.output}  {item.num_slices} slices -> {tuple(recon.shape)}  "
+                      f"{time.perf_counter() - file_start:.1f} s", file=out)
     result = ReconstructResult(len(inputs), sum(f.num_slices for f in inputs), time.perf_counter() - start,
                                file_seconds, leaderboard)
     print(_summary(result), file=out)
@@ -127,11 +132,12 @@ def run_reconstruct(options: ReconstructOptions, out: TextIO) -> ReconstructResu
 
 @torch.no_grad()
 def reconstruct_file(model: torch.nn.Module, item: KspaceFile, batch_size: int, device: torch.device,
-                     dtype: torch.dtype | None, prepare: BatchPreparation) -> np.ndarray:
+                     dtype: torch.dtype | None, prepare: BatchPreparation,
+                     on_slices: Callable[[int], object] | None = None) -> np.ndarray:
     """All slices of one file in eval mode, under autocast to `dtype` (None: float32): `(S, h, w)` float32.
 
     `prepare` does what validation did to the model's inputs (crop and coil compression, if its
-    training config had them, and the mask), on `device`.
+    training config had them, and the mask), on `device`; `on_slices(n)` hears of every batch done.
     """
     model.eval()
     # Only the target's shape matters outside training: it sets the crop and the output size.
@@ -147,6 +153,8 @@ def reconstruct_file(model: torch.nn.Module, item: KspaceFile, batch_size: int, 
             with autocast(device, dtype):
                 output = cropped_output(model, batch.masked_kspace, batch.mask, item.target_shape)
             slices.append(output.float().cpu().numpy())
+            if on_slices is not None:
+                on_slices(len(samples))
     return np.concatenate(slices)
 
 
