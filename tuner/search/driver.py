@@ -52,7 +52,7 @@ from tuner.search.searcher import SearchSpaceSearcher
 from tuner.search.storage import SearchStorage
 from tuner.search.summary import print_summary
 from tuner.search.trainable import TrialContext, run_trial
-from tuner.tracking.outbox import is_unreachable, patience_s
+from tuner.tracking.outbox import is_unreachable, may_answer, patience_s
 from tuner.tracking.runs import STATUS_TAG, Run, child_runs, ensure_experiment, flush_outboxes
 from tuner.train.progress import progress_interval_s
 
@@ -117,7 +117,7 @@ def run_search(spec: SearchSpace, options: SearchOptions, out: TextIO = sys.stdo
         try:
             _log_summary(parent, record)
             parent.finish(status)
-            if record.trials:
+            if record.trials and may_answer():  # with the server away, `tuner report` draws them later
                 log_report(record, load_space(record.space), search_dir / OUTBOX_DIR)
         except (MlflowException, OSError) as exc:
             # The record on disk is complete; only MLflow's copy of the summary is missing.

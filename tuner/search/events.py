@@ -83,7 +83,7 @@ class TrialEvents(tune.Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self.report is not None:
-            self.report.wait()  # the driver draws the final report next; no drawing may be left running
+            self.report.close()  # the driver draws the final report next
 
     def _end_runs(self, trial_id: str, status: str) -> None:
         try:

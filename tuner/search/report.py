@@ -22,7 +22,7 @@ from tuner.config.space import SearchSpace, load_space
 from tuner.contract import COMPLETED, FORGOTTEN_TAG, METRIC, RUNNING
 from tuner.search.plots import TrialCurve, summary_markdown, write_search_plots
 from tuner.search.record import SearchRecord
-from tuner.tracking.outbox import patiently
+from tuner.tracking.outbox import may_answer, patiently
 from tuner.tracking.runs import STATUS_TAG, Run, child_runs
 
 PLOTS_DIR = "plots"  # in the parent run's artifacts
@@ -82,10 +82,14 @@ def write_report(record: SearchRecord, spec: SearchSpace, folder: Path) -> list[
     return [*paths, summary]
 
 
+# One drawing at a time per process, so a late background drawing never lands after the final one.
+_DRAWING = threading.Lock()
+
+
 def log_report(record: SearchRecord, spec: SearchSpace, outbox: Path | None = None) -> None:
     """Draw the report and log it to the search's parent run, replacing the previous one."""
     parent = Run(record.tracking_uri, record.parent_run_id, outbox)
-    with tempfile.TemporaryDirectory() as tmp:
+    with _DRAWING, tempfile.TemporaryDirectory() as tmp:
         for path in write_report(record, spec, Path(tmp)):
             if path.suffix == ".png":
                 parent.log_png(path.read_bytes(), f"{PLOTS_DIR}/{path.name}")
@@ -96,8 +100,10 @@ def log_report(record: SearchRecord, spec: SearchSpace, outbox: Path | None = No
 class ReportUpdater:
     """Redraws the parent run's report after every trial, in a background thread so Tune's loop never waits.
 
-    Trials that end while a report is drawn are covered by one more drawing after it. Only plain values
-    are kept, so Tune can pickle it with the experiment's callbacks.
+    Trials that end while a report is drawn are covered by one more drawing after it. Once closed (the
+    experiment ended; the driver draws the final report) it draws nothing more. It skips drawing while
+    the tracking server is known to be away. Only plain values are kept, so Tune can pickle it with the
+    experiment's callbacks.
     """
 
     def __init__(self, record: SearchRecord, outbox: Path | None) -> None:
@@ -105,9 +111,11 @@ class ReportUpdater:
         self.outbox = outbox
         self._thread: threading.Thread | None = None
         self._again = False
+        self._closed = False
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"record_dict": self.record_dict, "outbox": self.outbox, "_thread": None, "_again": False}
+        return {"record_dict": self.record_dict, "outbox": self.outbox, "_thread": None, "_again": False,
+                "_closed": False}
 
     def trial_ended(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -116,13 +124,12 @@ class ReportUpdater:
         self._thread = threading.Thread(target=self._draw, name="search-report", daemon=True)
         self._thread.start()
 
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
+    def close(self) -> None:
+        self._closed = True
 
     def _draw(self) -> None:
         record = SearchRecord(**{**self.record_dict, "trials": []})
-        while True:
+        while not self._closed and may_answer():
             self._again = False
             try:
                 log_report(record, load_space(record.space), self.outbox)
