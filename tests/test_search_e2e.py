@@ -1,6 +1,7 @@
 """The whole chain on tiny demo data: Ray Tune + TPE + ASHA -> trials -> MLflow -> finalize -> registry."""
 
 import contextlib
+import dataclasses
 import io
 import os
 import re
@@ -27,10 +28,11 @@ PROGRESS_LINE = re.compile(r"^  t\d{3}  epoch \d+/\d+  \d+/\d+ slices  \d+\.\d\d
 
 @pytest.fixture(scope="module")
 def search(tmp_path_factory, tiny_data, ray_instance):
-    """One finished tiny search, with progress lines every 0.05 s; the tests below read what it left behind
-    (the summary it returned, and the driver's console)."""
+    """One finished tiny search, two trials at a time (one CPU each on the 2-CPU Ray), with progress lines
+    every 0.05 s; the tests below read what it left behind (the summary it returned, the driver's console)."""
     work = tmp_path_factory.mktemp("search")
     spec = load_space(TINY_SPACE)
+    spec = dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, cpus_per_trial=1))
     options = SearchOptions(name="e2e", storage=SearchStorage(work / "runs"), data_root=tiny_data,
                             tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     out, console = io.StringIO(), io.StringIO()
@@ -44,7 +46,11 @@ def search(tmp_path_factory, tiny_data, ray_instance):
 
 
 def test_search_runs_every_trial_and_asha_stops_some(search):
+    """With trials running concurrently: ASHA stops some on what has been reported so far, and TPE (with the
+    constant liar) proposes distinct configurations."""
     spec, options, record, printed, _ = search
+    assert "trials: 2 at a time (2 CPUs on 1 node, 1 per trial, no GPU)" in printed
+    assert len({spec.config_key(t.config) for t in record.trials}) == len(record.trials)
     assert record.status == "completed"
     assert len(record.trials) == spec.search.num_samples
     statuses = [t.status for t in record.trials]
