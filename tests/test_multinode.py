@@ -114,11 +114,13 @@ def test_a_search_uses_both_nodes_and_survives_losing_one(tmp_path, tiny_data, t
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
-        while True:  # until a trial on the worker node has a checkpoint and is training its next epoch
-            assert search.poll() is None and time.monotonic() < deadline, "no trial ran an epoch on the worker"
+        # Until a trial on the worker node has finished its second epoch: a report returns only once the driver
+        # has taken it, so the first epoch's checkpoint is the trial's, and the trial has epochs left to train.
+        while True:
+            assert search.poll() is None and time.monotonic() < deadline, "no trial ran two epochs on the worker"
             runs = store.search_runs(["1"], filter_string=f"tags.{NODE_TAG} = '{worker_id}' and "
                                                           f"attributes.status = 'RUNNING'")
-            if any(store.get_metric_history(run.info.run_id, "val_ssim") for run in runs):
+            if any(len(store.get_metric_history(run.info.run_id, "val_ssim")) >= 2 for run in runs):
                 break
             time.sleep(0.2)
         _kill_group(worker)

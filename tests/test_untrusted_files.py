@@ -18,9 +18,10 @@ from tests.search_records import one_trial_search
 from tuner.cli import main
 from tuner.config.trial import TrialConfig
 from tuner.search.record import SearchRecord
+from tuner.search.trainable import NODES_FILE, read_nodes
 from tuner.tracking.models import WEIGHTS_FILE, register_model
 from tuner.tracking.runs import Run, ensure_experiment
-from tuner.train.checkpoint import TrainingCheckpoint
+from tuner.train.checkpoint import CheckpointError, TrainingCheckpoint
 
 TINY = {"model.name": "varnet", "model.num_cascades": 1, "model.chans": 2, "model.pools": 2, "model.sens_chans": 2,
         "model.sens_pools": 2}
@@ -150,3 +151,17 @@ def test_a_checkpoint_written_before_the_rng_became_tensors_still_loads(tmp_path
     np.random.seed(0)
     devices.set_rng_state(loaded.trainer_state["rng"], torch.device("cpu"))
     assert np.array_equal(np.random.random(3), expected)
+
+
+def test_a_trial_checkpoints_node_list_is_read_as_data_and_checked(tmp_path):
+    """The node history beside a trial's state is JSON, read as a list of ids; anything else is a one-line
+    CheckpointError naming the file, and a checkpoint without one (older versions) has no history."""
+    nodes = tmp_path / NODES_FILE
+    assert read_nodes(nodes) == []
+    nodes.write_text('["a1", "b2"]')
+    assert read_nodes(nodes) == ["a1", "b2"]
+    for bad in ('{"a1": 1}', "[1, 2]", "not json"):
+        nodes.write_text(bad)
+        with pytest.raises(CheckpointError, match=f"^{nodes}: ") as caught:
+            read_nodes(nodes)
+        assert "\n" not in str(caught.value)

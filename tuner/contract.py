@@ -18,7 +18,9 @@ METRIC = "val_ssim"
 MODE = "max"
 # The MLflow tag that says why a run was infeasible.
 INFEASIBLE_TAG = "infeasible_reason"
-NODE_TAG = "ray_node"  # the id of the Ray node that trained a trial: a tag of its run, a key of its reports
+NODE_TAG = "ray_node"  # the id of the Ray node that trains a trial: a tag of its run
+# A key of a trial's reports: the nodes whose training its weights carry, in order, comma-separated.
+NODES_KEY = "ray_nodes"
 FORGOTTEN_TAG = "not_in_search"  # a run whose trial Ray Tune never recorded (killed at its start)
 # Set (to 1) in the one report of a trial that did not fit its memory budget.
 INFEASIBLE_FLAG = "infeasible"

@@ -34,7 +34,7 @@ from tuner.contract import (
     INTERRUPTED,
     METRIC,
     MODE,
-    NODE_TAG,
+    NODES_KEY,
     OUTBOX_DIR,
     RECORD_FILE,
     SCORED,
@@ -285,11 +285,9 @@ def _finish_record(record: SearchRecord, results: tune.ResultGrid, outbox: Path)
 
 
 def _nodes(result: Any) -> list[str]:
-    """The nodes that reported the trial's epochs, in order: every report is kept in its progress file."""
-    history = result.metrics_dataframe
-    if history is None or NODE_TAG not in history:
-        return []
-    return list(dict.fromkeys(str(node) for node in history[NODE_TAG].dropna()))
+    """The nodes that trained the trial, in order, as its last report says."""
+    nodes = (result.metrics or {}).get(NODES_KEY)
+    return str(nodes).split(",") if nodes else []
 
 
 def _end_forgotten_runs(record: SearchRecord, runs: list[Any], outbox: Path) -> None:

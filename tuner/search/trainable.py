@@ -12,6 +12,7 @@ owes (MLflow metrics, the checkpoint, the status) is settled before the report.
 from __future__ import annotations
 
 import gc
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +23,19 @@ import torch
 from ray import tune
 
 from tuner.config.trial import TrialConfig
-from tuner.contract import INFEASIBLE_FLAG, METRIC, NODE_TAG, STATE_FILE
+from tuner.contract import INFEASIBLE_FLAG, METRIC, NODE_TAG, NODES_KEY, STATE_FILE
 from tuner.search.progress import find_board
 from tuner.tracking.runs import PARENT_TAG, Run, child_runs
 from tuner.train import devices
-from tuner.train.checkpoint import TrainingCheckpoint
+from tuner.train.checkpoint import CheckpointError, TrainingCheckpoint
 from tuner.train.loaders import TrialData
 from tuner.train.memory import GIB, is_out_of_memory
 from tuner.train.probe import OutOfBudget
 from tuner.train.progress import DEFAULT_INTERVAL_S, ProgressLines, ProgressNote
 from tuner.train.session import TrainingSession
+
+
+NODES_FILE = "nodes.json"  # beside STATE_FILE in a trial's Tune checkpoint: the nodes that trained it
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
 def _train(config: dict[str, Any], context: TrialContext, device: torch.device) -> None:
     requested = TrialConfig.from_flat(config)
-    checkpoint = _restored_checkpoint()
+    checkpoint, trained_on = _restored_checkpoint()
     trial = tune.get_context()
     outbox = Path(context.outbox) if context.outbox else None
     if checkpoint is not None:
@@ -84,6 +88,9 @@ def _train(config: dict[str, Any], context: TrialContext, device: torch.device) 
     # Which cluster node trains this trial (after a node failure, the node it moved to).
     node = ray.get_runtime_context().get_node_id()
     run.set_tags({NODE_TAG: node})
+    # Reported with every epoch: Tune's own result log can lose the rows of a node that died (on a restore it
+    # copies back the last synced file), and the record says which nodes trained each trial.
+    nodes = trained_on if trained_on[-1:] == [node] else [*trained_on, node]
     label, board = trial.get_trial_name(), find_board(context.progress_board)
 
     def report(note: ProgressNote) -> None:
@@ -105,13 +112,16 @@ def _train(config: dict[str, Any], context: TrialContext, device: torch.device) 
             for epoch in session.epochs():
                 with tempfile.TemporaryDirectory() as tmp:
                     session.checkpoint().save(Path(tmp) / STATE_FILE)
-                    tune.report({**epoch.metrics, NODE_TAG: node}, checkpoint=tune.Checkpoint.from_directory(tmp))
+                    (Path(tmp) / NODES_FILE).write_text(json.dumps(nodes))
+                    tune.report({**epoch.metrics, NODES_KEY: ",".join(nodes)},
+                                checkpoint=tune.Checkpoint.from_directory(tmp))
     except Exception as exc:
         if not isinstance(exc, OutOfBudget) and not is_out_of_memory(exc):
             raise
         # Not a crash: this configuration needs more memory than the budget, and the search goes on.
         epoch = session.trainer.epoch if session.has_trainer else 0
-        tune.report(infeasible_result(epoch, session.infeasible_reason or type(exc).__name__))
+        tune.report({**infeasible_result(epoch, session.infeasible_reason or type(exc).__name__),
+                     NODES_KEY: ",".join(nodes)})
 
 
 def infeasible_result(epoch: int, reason: str) -> dict[str, Any]:
@@ -119,9 +129,23 @@ def infeasible_result(epoch: int, reason: str) -> dict[str, Any]:
     return {"epoch": epoch, METRIC: float("nan"), INFEASIBLE_FLAG: 1, "infeasible_reason": reason}
 
 
-def _restored_checkpoint() -> TrainingCheckpoint | None:
+def _restored_checkpoint() -> tuple[TrainingCheckpoint | None, list[str]]:
+    """Tune's checkpoint of this trial, if any, and the nodes that trained it (in order)."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return None
+        return None, []
     with checkpoint.as_directory() as directory:
-        return TrainingCheckpoint.load(Path(directory) / STATE_FILE)
+        return TrainingCheckpoint.load(Path(directory) / STATE_FILE), read_nodes(Path(directory) / NODES_FILE)
+
+
+def read_nodes(path: Path) -> list[str]:
+    """The node ids in a checkpoint's `NODES_FILE`; none when it is missing (a checkpoint of an older version)."""
+    if not path.is_file():
+        return []
+    try:
+        nodes = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a JSON list of node ids ({exc})") from exc
+    if not isinstance(nodes, list) or not all(isinstance(node, str) for node in nodes):
+        raise CheckpointError(f"{path}: expected a JSON list of node ids")
+    return nodes
