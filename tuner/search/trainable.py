@@ -34,7 +34,6 @@ from tuner.train.probe import OutOfBudget
 from tuner.train.progress import DEFAULT_INTERVAL_S, ProgressLines, ProgressNote
 from tuner.train.session import TrainingSession
 
-
 NODES_FILE = "nodes.json"  # beside STATE_FILE in a trial's Tune checkpoint: the nodes that trained it
 
 
