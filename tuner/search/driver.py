@@ -203,8 +203,8 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
         mask_bank=record.mask_bank, outbox=str(options.storage.local / options.name / OUTBOX_DIR),
         progress_board=board, progress_interval_s=progress_interval_s(),
     )
-    # Every epoch's checkpoint forces an experiment snapshot, on purpose: a resumed search then restarts
-    # a trial from its newest checkpoint. Ray warns about exactly that.
+    # Every epoch's checkpoint forces an experiment snapshot (num_to_keep=1), on purpose: a resumed
+    # search then restarts a trial from its newest checkpoint. Ray warns about exactly that.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Ray's newer console output advertises TensorBoard; our per-epoch lines and MLflow replace it.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -233,10 +233,7 @@ def _make_tuner(spec: SearchSpace, options: SearchOptions, record: SearchRecord,
         ),
         run_config=tune.RunConfig(
             name=options.name, storage_path=options.storage.ray_path, verbose=0,
-            # Two, not one: Tune deletes the older checkpoint when it registers a new one, before the
-            # snapshot that names the new one is written; a kill in between would leave a resumed trial a
-            # snapshot pointing at a deleted checkpoint.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             # A trial whose worker or node died runs again from its last checkpoint, on any node.
             failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
             callbacks=[TrialEvents(record.tracking_uri, record.experiment_id, record.parent_run_id,
