@@ -6,6 +6,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,8 +96,16 @@ def test_a_resumed_search_refuses_a_trials_planted_state_inside_its_ray_worker(t
         seen = False
         for line in search.stdout:
             if line.startswith("  t001") and " epoch 2/" in line:
-                seen = True  # Tune has recorded epoch 1's checkpoint (epoch 2's may still be on its way)
+                seen = True
                 break
+        # Kill once Tune's snapshot on disk names epoch 2's checkpoint. This line is printed just before Tune
+        # registers that checkpoint, deletes epoch 1's and writes its snapshot; a kill in those milliseconds would
+        # leave a snapshot naming a deleted checkpoint (Ray's ordering, not what this test is about).
+        deadline = time.monotonic() + 60
+        while seen and time.monotonic() < deadline and not any(
+                "checkpoint_000001" in state.read_text()
+                for state in (tmp_path / "tuner_runs" / "p").glob("experiment_state-*.json")):
+            time.sleep(0.05)
         os.kill(search.pid, signal.SIGKILL)
         search.wait(timeout=60)
     finally:
