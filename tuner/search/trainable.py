@@ -90,6 +90,7 @@ def _train(config: dict[str, Any], context: TrialContext, device: torch.device) 
     # Reported with every epoch: Tune's own result log can lose the rows of a node that died (on a restore it
     # copies back the last synced file), and the record says which nodes trained each trial.
     nodes = trained_on if trained_on[-1:] == [node] else [*trained_on, node]
+    reported_nodes = {NODES_KEY: ",".join(nodes)}
     label, board = trial.get_trial_name(), find_board(context.progress_board)
 
     def report(note: ProgressNote) -> None:
@@ -112,15 +113,13 @@ def _train(config: dict[str, Any], context: TrialContext, device: torch.device) 
                 with tempfile.TemporaryDirectory() as tmp:
                     session.checkpoint().save(Path(tmp) / STATE_FILE)
                     (Path(tmp) / NODES_FILE).write_text(json.dumps(nodes))
-                    tune.report({**epoch.metrics, NODES_KEY: ",".join(nodes)},
-                                checkpoint=tune.Checkpoint.from_directory(tmp))
+                    tune.report({**epoch.metrics, **reported_nodes}, checkpoint=tune.Checkpoint.from_directory(tmp))
     except Exception as exc:
         if not isinstance(exc, OutOfBudget) and not is_out_of_memory(exc):
             raise
         # Not a crash: this configuration needs more memory than the budget, and the search goes on.
         epoch = session.trainer.epoch if session.has_trainer else 0
-        tune.report({**infeasible_result(epoch, session.infeasible_reason or type(exc).__name__),
-                     NODES_KEY: ",".join(nodes)})
+        tune.report({**infeasible_result(epoch, session.infeasible_reason or type(exc).__name__), **reported_nodes})
 
 
 def infeasible_result(epoch: int, reason: str) -> dict[str, Any]:
