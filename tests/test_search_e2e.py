@@ -16,7 +16,7 @@ from data.snu import SNUSliceDataset
 from tests.conftest import TINY_SPACE
 from tuner.commands.finalize import FinalizeOptions, finalize
 from tuner.config.space import load_space
-from tuner.contract import FinalizeError, SearchError
+from tuner.contract import NODE_TAG, FinalizeError, SearchError
 from tuner.search.driver import SearchOptions, run_search
 from tuner.search.storage import SearchStorage
 from tuner.tracking.models import fetch_model
@@ -80,6 +80,7 @@ def test_mlflow_holds_a_parent_run_with_one_child_per_trial(search):
     for trial in record.trials:
         run = by_trial[trial.trial_id]
         assert run.info.run_name.startswith(f"{trial.name} varnet c")
+        assert trial.nodes == [run.data.tags[NODE_TAG]], "the record names the one node that trained the trial"
         assert run.info.status == "FINISHED"
         assert run.data.tags["status"] == trial.status
         for key in ("model.num_cascades", "model.chans", "train.lr", "train.optimizer", "num_parameters"):
